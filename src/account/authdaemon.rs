@@ -1,0 +1,265 @@
+//! Account source `authdaemon:/path`: courier-authlib's authdaemond socket.
+//!
+//! One UNIX stream connection per lookup: Zoha sends
+//! `PRE . <service> <address>` and reads `KEY=value` lines up to a line
+//! holding a single `.`, or the single line `FAIL` for an unknown account.
+//! Keys used: `UID` and `GID` (or `USERNAME`, a system user whose uid and
+//! gid are taken from the user database), `HOME`, `MAILDIR` (empty means
+//! `HOME/Maildir`), `QUOTA` and `OPTIONS`; other keys (`ADDRESS`, `NAME`,
+//! `PASSWD`, ...) are ignored. The service name is `authdaemon_service`,
+//! `login` by default, the same one Courier's maildrop asks for.
+//!
+//! Failures: `FAIL` is [`Lookup::Unknown`]; a refused or dropped connection, a
+//! reply that does not arrive within `authdaemon_timeout`, a reply without
+//! the `.` line, and a reply without uid, gid or home are [`Lookup::Failed`].
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{parse_options, resolve_maildir, Account, Lookup, Source};
+
+/// Longest reply accepted; authdaemond replies are a few hundred bytes.
+const MAX_REPLY: usize = 64 * 1024;
+
+/// The courier-authlib authdaemon source.
+pub struct Authdaemon {
+    socket: PathBuf,
+    service: String,
+    timeout: Duration,
+}
+
+impl Authdaemon {
+    /// Creates the source for the socket at `socket`.
+    pub fn new(socket: &Path, service: &str, timeout: Duration) -> Authdaemon {
+        Authdaemon {
+            socket: socket.to_path_buf(),
+            service: service.to_string(),
+            timeout,
+        }
+    }
+
+    /// Sends the request and returns the raw reply text.
+    fn ask(&self, address: &str) -> Result<String, String> {
+        let deadline = Instant::now() + self.timeout;
+        let mut stream = UnixStream::connect(&self.socket)
+            .map_err(|e| format!("cannot connect to {}: {e}", self.socket.display()))?;
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(|e| e.to_string())?;
+        let request = format!("PRE . {} {}\n", self.service, address);
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("sending the request failed: {e}"))?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if is_complete(&reply) {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "no complete reply within {} s",
+                    self.timeout.as_secs()
+                ));
+            }
+            stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
+            let n = match stream.read(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(format!(
+                        "no complete reply within {} s",
+                        self.timeout.as_secs()
+                    ))
+                }
+                Err(e) => return Err(format!("reading the reply failed: {e}")),
+            };
+            if n == 0 {
+                return Err("the connection closed before the end of the reply".into());
+            }
+            reply.extend_from_slice(&buf[..n]);
+            if reply.len() > MAX_REPLY {
+                return Err(format!("the reply is longer than {MAX_REPLY} bytes"));
+            }
+        }
+        String::from_utf8(reply).map_err(|_| "the reply is not valid UTF-8".into())
+    }
+}
+
+/// Reports whether `reply` holds a whole answer: `FAIL` or lines ending in `.`.
+fn is_complete(reply: &[u8]) -> bool {
+    reply == b"FAIL\n"
+        || reply.starts_with(b"FAIL\n")
+        || reply == b".\n"
+        || reply.ends_with(b"\n.\n")
+}
+
+/// Turns a complete reply into a lookup result.
+fn parse_reply(reply: &str, address: &str, origin: &str) -> Lookup {
+    if reply.starts_with("FAIL\n") {
+        return Lookup::Unknown;
+    }
+    let mut get = std::collections::HashMap::new();
+    for line in reply.lines() {
+        if line == "." {
+            break;
+        }
+        match line.split_once('=') {
+            Some((key, value)) => {
+                get.insert(key.to_string(), value.to_string());
+            }
+            None => {
+                return Lookup::Failed(format!(
+                    "malformed reply line \"{}\"",
+                    line.escape_default()
+                ))
+            }
+        }
+    }
+    match account_from_reply(&get, address, origin) {
+        Ok(account) => Lookup::Found(Box::new(account)),
+        Err(why) => Lookup::Failed(why),
+    }
+}
+
+fn account_from_reply(
+    get: &std::collections::HashMap<String, String>,
+    address: &str,
+    origin: &str,
+) -> Result<Account, String> {
+    let number = |key: &str| -> Result<Option<u32>, String> {
+        match get.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{key}={v} is not a number")),
+        }
+    };
+    let (uid, gid, groups) = match (number("UID")?, number("GID")?, get.get("USERNAME")) {
+        (Some(uid), Some(gid), _) => (uid, gid, vec![gid]),
+        (_, _, Some(user)) => {
+            let entry = crate::sys::getpwnam(user)
+                .map_err(|e| format!("getpwnam({user}) failed: {e}"))?
+                .ok_or_else(|| format!("USERNAME={user} is not a system user"))?;
+            let groups =
+                crate::sys::group_list(&entry.name, entry.gid).unwrap_or_else(|_| vec![entry.gid]);
+            (entry.uid, entry.gid, groups)
+        }
+        _ => return Err("the reply has neither UID and GID nor USERNAME".into()),
+    };
+    let home = PathBuf::from(get.get("HOME").ok_or("the reply has no HOME")?);
+    let maildir = resolve_maildir(&home, get.get("MAILDIR").map(String::as_str))?;
+    Ok(Account {
+        name: address.to_string(),
+        uid,
+        gid,
+        groups,
+        home,
+        maildir,
+        quota: get
+            .get("QUOTA")
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty()),
+        options: get
+            .get("OPTIONS")
+            .map(|o| parse_options(o))
+            .unwrap_or_default(),
+        source: origin.to_string(),
+    })
+}
+
+impl Source for Authdaemon {
+    fn lookup(&self, local: &str, domain: &str) -> Lookup {
+        let address = if domain.is_empty() {
+            local.to_string()
+        } else {
+            format!("{local}@{domain}")
+        };
+        if address
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Lookup::Unknown;
+        }
+        match self.ask(&address) {
+            Ok(reply) => parse_reply(&reply, &address, &self.describe()),
+            Err(why) => Lookup::Failed(why),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("authdaemon:{}", self.socket.display())
+    }
+
+    fn check(&self) -> Vec<String> {
+        match UnixStream::connect(&self.socket) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("cannot connect to {}: {e}", self.socket.display())],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_full() {
+        let reply = "USERNAME=alice\nUID=5000\nGID=5001\nHOME=/srv/alice\nMAILDIR=/srv/alice/Mail\nQUOTA=100S\nOPTIONS=disableinbox=1,mailhost=b\nADDRESS=alice@example.org\n.\n";
+        match parse_reply(reply, "alice@example.org", "authdaemon:/s") {
+            Lookup::Found(a) => {
+                assert_eq!((a.uid, a.gid), (5000, 5001));
+                assert_eq!(a.maildir, Path::new("/srv/alice/Mail"));
+                assert_eq!(a.quota.as_deref(), Some("100S"));
+                assert!(a.option_enabled("disableinbox"));
+                assert_eq!(a.mailhost(), Some("b"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reply_empty_maildir_means_home() {
+        let reply = "UID=5000\nGID=5000\nHOME=/srv/bob\nMAILDIR=\n.\n";
+        match parse_reply(reply, "bob@example.org", "x") {
+            Lookup::Found(a) => assert_eq!(a.maildir, Path::new("/srv/bob/Maildir")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reply_fail_is_unknown() {
+        assert_eq!(parse_reply("FAIL\n", "x@example.org", "x"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn reply_without_uid_fails() {
+        assert!(matches!(
+            parse_reply("HOME=/h\n.\n", "x@example.org", "x"),
+            Lookup::Failed(_)
+        ));
+        assert!(matches!(
+            parse_reply("UID=x\nGID=1\nHOME=/h\n.\n", "x@example.org", "x"),
+            Lookup::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn completeness() {
+        assert!(is_complete(b"FAIL\n"));
+        assert!(is_complete(b"UID=1\n.\n"));
+        assert!(!is_complete(b"UID=1\n"));
+        assert!(!is_complete(b"UID=1\n."));
+    }
+}

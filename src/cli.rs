@@ -1,0 +1,404 @@
+//! Command line: parses the options with getopts and runs the chosen action.
+//!
+//! `zoha [-c FILE] [-f] [-i] [-t] [-n] [-d] [-l ADDRESS] [-V] [-h]`; see
+//! [`usage`]. Exit status: 0 success, 1 bad configuration or failed check,
+//! 2 usage error.
+//!
+//! Failures: usage errors (unknown options, missing arguments, conflicting
+//! actions) return exit status 2 with a message on standard error.
+
+use std::path::PathBuf;
+
+use crate::account::{check_local_part, Accounts, Lookup, Recipient};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, SETTINGS};
+use crate::daemon::{self, StartOptions};
+use crate::delivery::{self, Mode, Policy, Target};
+use crate::logging::{self, LogSettings};
+
+/// Exit status for a bad configuration or a failed check.
+pub const EXIT_CONFIG: i32 = 1;
+/// Exit status for a usage error.
+pub const EXIT_USAGE: i32 = 2;
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run the daemon.
+    Serve,
+    /// Serve one session on standard input and output.
+    Inetd,
+    /// Check the configuration and account sources.
+    Check,
+    /// Print settings that differ from their defaults.
+    NonDefaults,
+    /// Print every setting with its default.
+    Defaults,
+    /// Look an address up.
+    Lookup(String),
+    /// Print the version.
+    Version,
+    /// Print usage.
+    Help,
+}
+
+/// Parsed command-line options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The chosen action.
+    pub action: Action,
+    /// `-c FILE`
+    pub config_path: PathBuf,
+    /// `-f`
+    pub foreground: bool,
+}
+
+/// Returns the usage text.
+pub fn usage() -> String {
+    format!(
+        "usage: zoha [-c FILE] [-f] [-i] [-t] [-n] [-d] [-l ADDRESS] [-V] [-h]
+  -c FILE     configuration file (default {DEFAULT_CONFIG_PATH})
+  -f          stay in the foreground and log to standard error as well
+  -i          serve one LMTP session on standard input and output (inetd)
+  -t          check the configuration and account sources, then exit
+  -n          print the settings that differ from their defaults
+  -d          print every setting with its default value
+  -l ADDRESS  show what a delivery to ADDRESS would do, then exit
+  -V          print the version
+  -h          print this help
+"
+    )
+}
+
+/// Parses `args` (without the program name).
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut opts = getopts::Options::new();
+    opts.optopt("c", "", "configuration file", "FILE");
+    opts.optflag("f", "", "foreground");
+    opts.optflag("i", "", "inetd mode");
+    opts.optflag("t", "", "check");
+    opts.optflag("n", "", "non-default settings");
+    opts.optflag("d", "", "default settings");
+    opts.optopt("l", "", "look up an address", "ADDRESS");
+    opts.optflag("V", "", "version");
+    opts.optflag("h", "", "help");
+    let matches = opts.parse(args).map_err(|e| e.to_string())?;
+    if !matches.free.is_empty() {
+        return Err(format!("unexpected argument \"{}\"", matches.free[0]));
+    }
+    let mut actions = Vec::new();
+    for (flag, action) in [
+        ("i", Action::Inetd),
+        ("t", Action::Check),
+        ("n", Action::NonDefaults),
+        ("d", Action::Defaults),
+        ("V", Action::Version),
+        ("h", Action::Help),
+    ] {
+        if matches.opt_present(flag) {
+            actions.push(action);
+        }
+    }
+    if let Some(address) = matches.opt_str("l") {
+        actions.push(Action::Lookup(address));
+    }
+    if actions.len() > 1 {
+        return Err("choose only one of -i, -t, -n, -d, -l, -V and -h".into());
+    }
+    Ok(Options {
+        action: actions.pop().unwrap_or(Action::Serve),
+        config_path: matches
+            .opt_str("c")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+        foreground: matches.opt_present("f"),
+    })
+}
+
+/// Runs the program; returns the exit status.
+pub fn main_with_args(args: &[String]) -> i32 {
+    let options = match parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("zoha: {e}\n{}", usage());
+            return EXIT_USAGE;
+        }
+    };
+    match options.action {
+        Action::Help => {
+            print!("{}", usage());
+            return 0;
+        }
+        Action::Version => {
+            println!("zoha {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Action::Defaults => {
+            let defaults = Config::defaults();
+            for s in SETTINGS {
+                let value = if s.name == "hostname" {
+                    defaults.hostname.clone()
+                } else {
+                    s.default.to_string()
+                };
+                println!("{} = {value}", s.name);
+            }
+            return 0;
+        }
+        _ => {}
+    }
+    let config = match Config::load(&options.config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zoha: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let result = match options.action.clone() {
+        Action::NonDefaults => {
+            for (name, value) in config.non_defaults() {
+                println!("{name} = {value}");
+            }
+            Ok(0)
+        }
+        Action::Check => Ok(check(&config)),
+        Action::Lookup(address) => Ok(lookup(&config, &address)),
+        Action::Inetd => start_logging(&config, false).and_then(|()| daemon::run_inetd(config)),
+        _ => serve(&options, config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("zoha: {e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn start_logging(config: &Config, stderr: bool) -> Result<(), String> {
+    logging::init(LogSettings {
+        socket: config.syslog_socket.clone(),
+        facility: config.syslog_facility,
+        stderr,
+        level: config.log_level,
+    })
+}
+
+fn serve(options: &Options, config: Config) -> Result<i32, String> {
+    // Standard error is the client's socket under inetd, so only -f logs there.
+    start_logging(&config, options.foreground)?;
+    let inherited = daemon::inherited_sockets();
+    if let Some(sockets) = &inherited {
+        // Accept=yes: one connected socket, not a listener.
+        if sockets.len() == 1 && !crate::sys::is_listening_socket(sockets[0].0.as_raw_fd_ref()) {
+            let (socket, _) = inherited
+                .expect("checked above")
+                .into_iter()
+                .next()
+                .expect("one socket");
+            return daemon::run_accepted(config, socket);
+        }
+    }
+    let start = StartOptions {
+        config_path: options.config_path.clone(),
+        foreground: options.foreground,
+    };
+    daemon::run(&start, config, inherited)
+}
+
+trait RawFdRef {
+    fn as_raw_fd_ref(&self) -> std::os::fd::RawFd;
+}
+
+impl RawFdRef for std::os::fd::OwnedFd {
+    fn as_raw_fd_ref(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+/// `-t`: checks everything that can be checked without serving.
+fn check(config: &Config) -> i32 {
+    let mut problems = Vec::new();
+    if let Err(e) = daemon::resolve_user(config) {
+        problems.push(e);
+    }
+    match std::fs::metadata(&config.spool_directory) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => problems.push(format!(
+            "spool_directory {} is not a directory",
+            config.spool_directory.display()
+        )),
+        Err(e) => problems.push(format!(
+            "spool_directory {}: {e}",
+            config.spool_directory.display()
+        )),
+    }
+    problems.extend(Accounts::from_config(config).check());
+    if problems.is_empty() {
+        println!("zoha: {}: configuration OK", config.path.display());
+        if !config.fsync {
+            println!("zoha: warning: fsync = no: deliveries will not be durable");
+        }
+        return 0;
+    }
+    for p in &problems {
+        eprintln!("zoha: {p}");
+    }
+    EXIT_CONFIG
+}
+
+/// `-l ADDRESS`: prints what a delivery would do.
+fn lookup(config: &Config, address: &str) -> i32 {
+    let arg = if address.starts_with('<') {
+        address.to_string()
+    } else {
+        format!("<{address}>")
+    };
+    let mailbox = match crate::address::parse_forward_path(&arg) {
+        Ok((m, _)) => m,
+        Err(e) => {
+            println!("address: {address}\nverdict: 501 invalid address ({e})");
+            return EXIT_CONFIG;
+        }
+    };
+    println!("address: {}", mailbox.as_given);
+    if let Err(why) = check_local_part(&mailbox.local_part) {
+        println!("verdict: 550 5.1.1 rejected ({why})");
+        return EXIT_CONFIG;
+    }
+    let recipient = Recipient::new(
+        &mailbox.local_part,
+        &mailbox.domain,
+        &config.recipient_delimiter,
+    );
+    println!(
+        "lookup: {recipient}{}",
+        recipient
+            .detail
+            .as_ref()
+            .map(|d| format!(" (detail \"{d}\")"))
+            .unwrap_or_default()
+    );
+    let account = match Accounts::from_config(config).lookup(&recipient) {
+        Lookup::Found(a) => *a,
+        Lookup::Unknown => {
+            println!("verdict: 550 5.1.1 unknown user");
+            return EXIT_CONFIG;
+        }
+        Lookup::Failed(why) | Lookup::Invalid(why) => {
+            println!("verdict: 451 lookup failed: {why}");
+            return EXIT_CONFIG;
+        }
+    };
+    print_account(&account);
+    let mode = match daemon::resolve_user(config) {
+        Ok(Some((uid, _, _))) => Mode::SingleUser { uid },
+        _ => Mode::detect(),
+    };
+    let policy = Policy::new(config, mode);
+    let target = Target {
+        address: mailbox.as_given.clone(),
+        recipient,
+        account,
+    };
+    print_folder(config, &target);
+    if let Err(r) = delivery::check_account(&policy, &target.address, &target.account) {
+        println!("verdict: {} ({})", r.reply, r.detail);
+        return EXIT_CONFIG;
+    }
+    match delivery::check_quota(&policy, &target, 1) {
+        Ok(()) => {
+            println!("verdict: deliver");
+            0
+        }
+        Err(r) => {
+            println!("verdict: {} ({})", r.reply, r.detail);
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn print_account(account: &crate::account::Account) {
+    println!("source: {}", account.source);
+    println!("account: {}", account.name);
+    println!("uid: {}", account.uid);
+    println!("gid: {}", account.gid);
+    println!("home: {}", account.home.display());
+    println!("maildir: {}", account.maildir.display());
+    println!(
+        "quota: {}",
+        account.quota.as_deref().unwrap_or("none in the account")
+    );
+    println!(
+        "mailhost: {}",
+        account
+            .mailhost()
+            .unwrap_or("this node (no mailhost option)")
+    );
+    if !account.options.is_empty() {
+        let text: Vec<String> = account
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("options: {}", text.join(","));
+    }
+}
+
+fn print_folder(config: &Config, target: &Target) {
+    use crate::config::DetailFolders;
+    let folder = match (config.detail_folders, target.recipient.detail.as_deref()) {
+        (DetailFolders::No, _) | (_, None) => None,
+        (mode, Some(detail)) => {
+            crate::maildir::folder::folder_for_detail(detail).map(|f| (f, mode))
+        }
+    };
+    match folder {
+        Some((name, DetailFolders::Create)) => println!("folder: .{name} (created when missing)"),
+        Some((name, _)) => println!("folder: .{name} (INBOX when it does not exist)"),
+        None => println!("folder: INBOX"),
+    }
+    if let Some(spam) = &config.spam_header {
+        println!(
+            "spam: messages with \"{}: {}\" go to {}",
+            spam.name, spam.value, config.spam_folder
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn default_action_serves() {
+        let o = parse_args(&[]).unwrap();
+        assert_eq!(o.action, Action::Serve);
+        assert_eq!(o.config_path, PathBuf::from(DEFAULT_CONFIG_PATH));
+        assert!(!o.foreground);
+    }
+
+    #[test]
+    fn flags_and_config() {
+        let o = parse_args(&args(&["-f", "-c", "/tmp/z.conf"])).unwrap();
+        assert!(o.foreground);
+        assert_eq!(o.config_path, PathBuf::from("/tmp/z.conf"));
+        assert_eq!(
+            parse_args(&args(&["-l", "a@b"])).unwrap().action,
+            Action::Lookup("a@b".into())
+        );
+        assert_eq!(parse_args(&args(&["-t"])).unwrap().action, Action::Check);
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(parse_args(&args(&["-x"])).is_err());
+        assert!(parse_args(&args(&["-c"])).is_err());
+        assert!(parse_args(&args(&["-t", "-n"])).is_err());
+        assert!(parse_args(&args(&["extra"])).is_err());
+    }
+}

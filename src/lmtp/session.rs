@@ -1,0 +1,868 @@
+//! The LMTP session state machine (RFC 2033): one connection, any number of transactions.
+//!
+//! States: `Connected` (LHLO needed), `Ready` (no transaction), `Mail` (MAIL
+//! accepted, RCPT and DATA or BDAT allowed), `Chunking` (BDAT chunks being
+//! received). Every transition goes through [`Session::enter_state`]. Each
+//! command gets exactly one reply, written by [`Session::reply`], which also
+//! logs every failure once and counts protocol errors; after the message
+//! each accepted recipient gets one reply, in RCPT order, duplicates
+//! included. The session never touches files: it hands the spooled message
+//! to [`crate::delivery`].
+//!
+//! Failures: protocol errors get `5xx` replies and the session goes on until
+//! `max_errors` (`421 4.7.0`); idle or data timeouts end it with `421 4.4.2`;
+//! a stop request ends an idle session with `421 4.3.2`; a lost connection
+//! discards the transaction (nothing was stored, the spool is private).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::command::{self, Command, CommandError};
+use super::conn::{Conn, Line, ReadError};
+use super::Runtime;
+use crate::account::{check_local_part, Lookup, Recipient};
+use crate::address::{self, Mailbox};
+use crate::data::{ChunkDecoder, Content, DotDecoder, MessageSink};
+use crate::delivery::{self, Envelope, Outcome, Refusal, Target};
+use crate::status::{classify_io_error, Reply, Status};
+
+/// Longest command line accepted, CRLF excluded. RFC 5321 asks for at least
+/// 512; SMTPUTF8 addresses and parameters need more.
+pub const MAX_COMMAND_LINE: usize = 4096;
+
+/// Longest command text repeated in a log line.
+const MAX_LOGGED_COMMAND: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Connected,
+    Ready,
+    Mail,
+    Chunking,
+}
+
+/// Whether the session continues after a command.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// An open transaction: MAIL through the end of the message.
+struct Transaction {
+    sender: Option<Mailbox>,
+    declared_size: Option<u64>,
+    targets: Vec<Target>,
+    started: Instant,
+    chunking: Option<(ChunkDecoder, MessageSink)>,
+}
+
+/// Where the client is, for logs and the Received header.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// For logs: `[192.0.2.1]:4321` or `[local]`.
+    pub log: String,
+    /// For Received: `[192.0.2.1]` or `local`.
+    pub received: String,
+}
+
+impl PeerInfo {
+    /// Describes a peer from its socket address.
+    pub fn from_peer(peer: &crate::sys::Peer) -> PeerInfo {
+        match peer {
+            crate::sys::Peer::Inet(addr) => PeerInfo {
+                log: format!("[{}]:{}", addr.ip(), addr.port()),
+                received: format!("[{}]", addr.ip()),
+            },
+            _ => PeerInfo {
+                log: "[local]".into(),
+                received: "local".into(),
+            },
+        }
+    }
+}
+
+static SESSION_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Returns a fresh six-digit hexadecimal session id.
+pub fn next_session_id() -> String {
+    let seed = crate::sys::getpid().wrapping_mul(2654435761) ^ (std::process::id() << 8);
+    let n = SESSION_COUNTER
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(seed);
+    format!("{:06X}", n & 0xFF_FFFF)
+}
+
+/// One LMTP connection.
+pub struct Session {
+    id: String,
+    conn: Conn,
+    runtime: Arc<Runtime>,
+    peer: PeerInfo,
+    state: State,
+    lhlo: String,
+    tx: Option<Transaction>,
+    errors: u32,
+    last_command: &'static str,
+}
+
+impl Session {
+    /// Creates a session on `conn` with the settings of `runtime`.
+    pub fn new(id: String, conn: Conn, runtime: Arc<Runtime>, peer: PeerInfo) -> Session {
+        Session {
+            id,
+            conn,
+            runtime,
+            peer,
+            state: State::Connected,
+            lhlo: String::new(),
+            tx: None,
+            errors: 0,
+            last_command: "CONNECT",
+        }
+    }
+
+    /// Returns the session id used in logs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs the session to its end.
+    pub fn run(&mut self) {
+        log::info!("{}: connect from {}", self.id, self.peer.log);
+        let greeting = format!("{} LMTP ready", self.runtime.config.hostname);
+        self.reply(Status::Greeting.reply(greeting), "", None);
+        while self.step() == Flow::Continue {}
+        if let Err(e) = self.conn.flush() {
+            log::info!(
+                "{}: cannot send the last replies to {}: {e}",
+                self.id,
+                self.peer.log
+            );
+        }
+        log::info!("{}: disconnect from {}", self.id, self.peer.log);
+    }
+
+    /// Sends `421 4.3.0` after an internal error ended the session.
+    pub fn abort_after_panic(&mut self) {
+        self.tx = None;
+        self.conn.queue(
+            &Status::InternalError
+                .reply("Internal error, closing connection")
+                .to_string(),
+        );
+        let _ = self.conn.flush();
+    }
+
+    fn enter_state(&mut self, next: State) {
+        if self.state != next {
+            log::trace!("{}: state {:?} -> {:?}", self.id, self.state, next);
+            self.state = next;
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        matches!(self.state, State::Connected | State::Ready)
+    }
+
+    /// Reads and handles one command.
+    fn step(&mut self) -> Flow {
+        let timeout = self.runtime.config.command_timeout;
+        let idle = self.is_idle();
+        let line = match self.conn.read_line(MAX_COMMAND_LINE, timeout, idle) {
+            Ok(Line::Text(line)) => line,
+            Ok(Line::TooLong) => {
+                self.reply(
+                    Status::LineTooLong
+                        .reply(format!("Line too long (limit {MAX_COMMAND_LINE} octets)")),
+                    "(long line)",
+                    None,
+                );
+                return self.check_error_limit();
+            }
+            Err(e) => return self.end_on_read_error(e),
+        };
+        let flow = match command::parse(&line) {
+            Ok(command) => self.dispatch(command, &line),
+            Err(e) => {
+                self.reject_line(e, &line);
+                Flow::Continue
+            }
+        };
+        if flow == Flow::Close {
+            return Flow::Close;
+        }
+        self.check_error_limit()
+    }
+
+    fn check_error_limit(&mut self) -> Flow {
+        if self.errors >= self.runtime.config.max_errors {
+            self.tx = None;
+            self.reply(
+                Status::TooManyErrors.reply("Too many errors, closing connection"),
+                "",
+                None,
+            );
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    /// Ends the session after a failed read; in the middle of a
+    /// transaction nothing was stored, so dropping it loses nothing.
+    fn end_on_read_error(&mut self, error: ReadError) -> Flow {
+        let in_transaction = self.tx.is_some();
+        self.tx = None;
+        match error {
+            ReadError::Closed if self.last_command == "QUIT" => {}
+            ReadError::Closed => log::info!(
+                "{}: lost connection after {} from {}",
+                self.id,
+                self.last_command,
+                self.peer.log
+            ),
+            ReadError::Timeout => {
+                log::info!(
+                    "{}: timeout after {} from {}",
+                    self.id,
+                    self.last_command,
+                    self.peer.log
+                );
+                let text = format!(
+                    "{} Timeout, closing connection",
+                    self.runtime.config.hostname
+                );
+                self.reply(Status::Timeout.reply(text), "", None);
+            }
+            ReadError::Stop { hard } => {
+                if hard && in_transaction {
+                    log::warn!(
+                        "{}: transaction aborted by shutdown after {}",
+                        self.id,
+                        self.last_command
+                    );
+                }
+                let text = format!(
+                    "{} Service shutting down, try again later",
+                    self.runtime.config.hostname
+                );
+                self.reply(Status::ServiceUnavailable.reply(text), "", None);
+            }
+            ReadError::Io(e) => log::info!(
+                "{}: read error after {} from {}: {e}",
+                self.id,
+                self.last_command,
+                self.peer.log
+            ),
+        }
+        Flow::Close
+    }
+
+    fn reject_line(&mut self, error: CommandError, line: &[u8]) {
+        let logged = escape_for_log(line);
+        let reply = match error {
+            CommandError::BadCharacters => {
+                Status::Unrecognized.reply("Invalid characters in command")
+            }
+            CommandError::Unknown => Status::Unrecognized.reply("Command unrecognized"),
+            CommandError::Syntax(text) => Status::BadArguments.reply(text),
+        };
+        self.reply(reply, &logged, None);
+    }
+
+    /// Queues `reply`; failures are logged once with the command and detail.
+    fn reply(&mut self, reply: Reply, command: &str, detail: Option<&str>) {
+        self.conn.queue(&reply.to_string());
+        if reply.status.is_protocol_error() {
+            self.errors += 1;
+        }
+        if !reply.status.is_failure() || command.is_empty() {
+            return;
+        }
+        let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+        if reply.status.is_permanent() {
+            log::info!("{}: reject: {command}: {reply}{detail}", self.id);
+        } else {
+            log::warn!("{}: reject: {command}: {reply}{detail}", self.id);
+        }
+    }
+
+    fn dispatch(&mut self, command: Command, line: &[u8]) -> Flow {
+        let logged = escape_for_log(line);
+        match command {
+            Command::Lhlo(domain) => self.handle_lhlo(domain, &logged),
+            Command::HeloOrEhlo => {
+                self.last_command = "HELO";
+                self.reply(
+                    Status::LhloRequired.reply("LMTP requires LHLO, not HELO or EHLO"),
+                    &logged,
+                    None,
+                );
+            }
+            Command::Mail(arg) => self.handle_mail(&arg, &logged),
+            Command::Rcpt(arg) => self.handle_rcpt(&arg, &logged),
+            Command::Data => return self.handle_data(&logged),
+            Command::Bdat(arg) => return self.handle_bdat(&arg, &logged),
+            Command::Rset => {
+                self.last_command = "RSET";
+                self.reset_transaction();
+                self.reply(Status::Ok.reply("OK"), &logged, None);
+            }
+            Command::Noop => {
+                self.last_command = "NOOP";
+                self.reply(Status::Ok.reply("OK"), &logged, None);
+            }
+            Command::Vrfy => {
+                self.last_command = "VRFY";
+                self.reply(
+                    Status::CannotVerify.reply("Cannot VRFY user; send RCPT to attempt delivery"),
+                    &logged,
+                    None,
+                );
+            }
+            Command::Quit => {
+                self.last_command = "QUIT";
+                let text = format!("{} closing connection", self.runtime.config.hostname);
+                self.reply(Status::Closing.reply(text), &logged, None);
+                return Flow::Close;
+            }
+            Command::NotImplemented(verb) => {
+                self.last_command = "UNKNOWN";
+                // Only the verb is logged: AUTH lines may carry credentials.
+                self.reply(
+                    Status::NotImplemented.reply(format!("{verb} not implemented")),
+                    &verb,
+                    None,
+                );
+            }
+        }
+        Flow::Continue
+    }
+
+    fn reset_transaction(&mut self) {
+        self.tx = None;
+        let next = if self.lhlo.is_empty() {
+            State::Connected
+        } else {
+            State::Ready
+        };
+        self.enter_state(next);
+    }
+
+    fn handle_lhlo(&mut self, domain: String, logged: &str) {
+        self.last_command = "LHLO";
+        if domain.is_empty() || domain.contains(char::is_whitespace) {
+            self.reply(
+                Status::BadArguments.reply("LHLO requires one domain name or address literal"),
+                logged,
+                None,
+            );
+            return;
+        }
+        if self.lhlo.is_empty() {
+            log::info!("{}: client={} {}", self.id, domain, self.peer.log);
+        }
+        self.lhlo = domain;
+        self.tx = None;
+        self.enter_state(State::Ready);
+        let config = &self.runtime.config;
+        let lines = [
+            config.hostname.clone(),
+            "PIPELINING".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "CHUNKING".into(),
+            format!("SIZE {}", config.max_message_size),
+        ];
+        let (code, _) = Status::Ok.codes();
+        for (i, text) in lines.iter().enumerate() {
+            let separator = if i + 1 == lines.len() { ' ' } else { '-' };
+            self.conn.queue(&format!("{code}{separator}{text}"));
+        }
+    }
+
+    fn handle_mail(&mut self, arg: &str, logged: &str) {
+        self.last_command = "MAIL";
+        match self.state {
+            State::Connected => {
+                return self.reply(Status::BadSequence.reply("Send LHLO first"), logged, None)
+            }
+            State::Mail | State::Chunking => {
+                return self.reply(
+                    Status::BadSequence.reply("Nested MAIL command"),
+                    logged,
+                    None,
+                )
+            }
+            State::Ready => {}
+        }
+        let (sender, params) = match address::parse_reverse_path(arg) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return self.reply(
+                    Status::BadSender.reply(format!("Bad sender address syntax: {e}")),
+                    logged,
+                    None,
+                )
+            }
+        };
+        let mut declared_size = None;
+        for param in params {
+            match (param.keyword.as_str(), param.value.as_deref()) {
+                ("SIZE", Some(value)) => match value.parse::<u64>() {
+                    Ok(size) if size > self.runtime.config.max_message_size => {
+                        let text = format!(
+                            "Message size exceeds fixed maximum message size ({} bytes)",
+                            self.runtime.config.max_message_size
+                        );
+                        return self.reply(Status::MessageTooBig.reply(text), logged, None);
+                    }
+                    Ok(size) => declared_size = Some(size),
+                    Err(_) => {
+                        return self.reply(
+                            Status::BadArguments.reply("SIZE requires a number of octets"),
+                            logged,
+                            None,
+                        )
+                    }
+                },
+                ("BODY", Some(value))
+                    if value.eq_ignore_ascii_case("7BIT")
+                        || value.eq_ignore_ascii_case("8BITMIME") => {}
+                ("BODY", _) => {
+                    return self.reply(
+                        Status::UnsupportedParameter.reply("BODY must be 7BIT or 8BITMIME"),
+                        logged,
+                        None,
+                    )
+                }
+                ("SMTPUTF8", None) => {}
+                (keyword, _) => {
+                    let text = format!("Unsupported MAIL parameter {keyword}");
+                    return self.reply(Status::UnsupportedParameter.reply(text), logged, None);
+                }
+            }
+        }
+        self.tx = Some(Transaction {
+            sender,
+            declared_size,
+            targets: Vec::new(),
+            started: Instant::now(),
+            chunking: None,
+        });
+        self.enter_state(State::Mail);
+        self.reply(Status::SenderOk.reply("OK"), logged, None);
+    }
+
+    fn handle_rcpt(&mut self, arg: &str, logged: &str) {
+        self.last_command = "RCPT";
+        match self.state {
+            State::Connected | State::Ready => {
+                return self.reply(Status::BadSequence.reply("Need MAIL command"), logged, None)
+            }
+            State::Chunking => {
+                return self.reply(Status::BadSequence.reply("RCPT after BDAT"), logged, None)
+            }
+            State::Mail => {}
+        }
+        let (mailbox, params) = match address::parse_forward_path(arg) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return self.reply(
+                    Status::BadRecipient.reply(format!("Bad recipient address syntax: {e}")),
+                    logged,
+                    None,
+                )
+            }
+        };
+        if let Some(param) = params.first() {
+            let text = format!("Unsupported RCPT parameter {}", param.keyword);
+            return self.reply(Status::UnsupportedParameter.reply(text), logged, None);
+        }
+        match self.accept_recipient(&mailbox) {
+            Ok(target) => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.targets.push(target);
+                }
+                self.reply(Status::RecipientOk.reply("OK"), logged, None);
+            }
+            Err(refusal) => self.reply(refusal.reply, logged, Some(&refusal.detail)),
+        }
+    }
+
+    /// Runs the RCPT checks: limit, name, lookup, account rules, quota.
+    fn accept_recipient(&self, mailbox: &Mailbox) -> Result<Target, Refusal> {
+        let address = mailbox.as_given.clone();
+        let refuse = |status: Status, text: &str, detail: String| Refusal {
+            reply: status.reply(format!("<{address}> {text}")),
+            detail,
+        };
+        let (count, declared_size) = self
+            .tx
+            .as_ref()
+            .map(|t| (t.targets.len(), t.declared_size))
+            .unwrap_or((0, None));
+        let config = &self.runtime.config;
+        if count >= config.max_recipients {
+            return Err(Refusal {
+                reply: Status::TooManyRecipients.reply("Too many recipients"),
+                detail: format!("max_recipients is {}", config.max_recipients),
+            });
+        }
+        if let Err(why) = check_local_part(&mailbox.local_part) {
+            return Err(refuse(Status::UnknownUser, "User unknown", why.to_string()));
+        }
+        let recipient = Recipient::new(
+            &mailbox.local_part,
+            &mailbox.domain,
+            &config.recipient_delimiter,
+        );
+        let account = match self.runtime.accounts.lookup(&recipient) {
+            Lookup::Found(account) => *account,
+            Lookup::Unknown => {
+                return Err(refuse(
+                    Status::UnknownUser,
+                    "User unknown",
+                    format!("no account for {recipient}"),
+                ))
+            }
+            Lookup::Failed(why) => {
+                return Err(refuse(
+                    Status::LookupFailed,
+                    "Temporary lookup failure",
+                    why,
+                ))
+            }
+            Lookup::Invalid(why) => {
+                return Err(refuse(
+                    Status::Misconfigured,
+                    "Mailbox is not set up correctly",
+                    why,
+                ))
+            }
+        };
+        let policy = &self.runtime.policy;
+        delivery::check_account(policy, &address, &account)?;
+        let target = Target {
+            address,
+            recipient,
+            account,
+        };
+        delivery::check_quota(policy, &target, declared_size.unwrap_or(0))?;
+        Ok(target)
+    }
+
+    /// Checks that a message may follow; returns the refusal otherwise.
+    fn check_message_start(&self, is_bdat: bool) -> Option<Reply> {
+        match self.state {
+            State::Connected | State::Ready => Some(Status::BadSequence.reply("Need MAIL command")),
+            State::Chunking if !is_bdat => Some(Status::BadSequence.reply("DATA after BDAT")),
+            _ if self.tx.as_ref().is_none_or(|t| t.targets.is_empty()) => {
+                Some(Status::BadSequence.reply("No valid recipients"))
+            }
+            _ => None,
+        }
+    }
+
+    fn new_sink(&self) -> MessageSink {
+        let config = &self.runtime.config;
+        let capture = config.spam_header.as_ref().map(|h| h.name.clone());
+        MessageSink::new(&config.spool_directory, config.max_message_size, capture)
+    }
+
+    fn handle_data(&mut self, logged: &str) -> Flow {
+        self.last_command = "DATA";
+        if let Some(refusal) = self.check_message_start(false) {
+            self.reply(refusal, logged, None);
+            return Flow::Continue;
+        }
+        self.reply(
+            Status::StartData.reply("Start mail input; end with <CRLF>.<CRLF>"),
+            logged,
+            None,
+        );
+        let mut sink = self.new_sink();
+        let mut decoder = DotDecoder::new();
+        let timeout = self.runtime.config.data_timeout;
+        loop {
+            if let Err(e) = self.conn.fill(timeout, false) {
+                return self.end_on_read_error(e);
+            }
+            let input = self.conn.buffered();
+            let end = decoder.feed(input, &mut |bytes| sink.write(bytes));
+            match end {
+                Some(used) => {
+                    self.conn.consume(used);
+                    break;
+                }
+                None => {
+                    let all = input.len();
+                    self.conn.consume(all);
+                }
+            }
+        }
+        self.last_command = "END-OF-MESSAGE";
+        self.finish_transaction(sink.finish())
+    }
+
+    fn handle_bdat(&mut self, arg: &str, logged: &str) -> Flow {
+        self.last_command = "BDAT";
+        let Some((size, last)) = parse_bdat_arguments(arg) else {
+            // The chunk length is unknown, so the input cannot be followed.
+            self.reply(
+                Status::BadArguments
+                    .reply("BDAT requires a chunk size and optionally LAST; closing connection"),
+                logged,
+                None,
+            );
+            return Flow::Close;
+        };
+        if let Some(refusal) = self.check_message_start(true) {
+            if let Err(e) = self.read_chunk(size, None) {
+                return self.end_on_read_error(e);
+            }
+            self.reply(refusal, logged, None);
+            if last && self.state == State::Mail {
+                self.reset_transaction();
+            }
+            return Flow::Continue;
+        }
+        let (mut decoder, mut sink) = match self.tx.as_mut().and_then(|t| t.chunking.take()) {
+            Some(pair) => pair,
+            None => (ChunkDecoder::default(), self.new_sink()),
+        };
+        self.enter_state(State::Chunking);
+        if let Err(e) = self.read_chunk(size, Some((&mut decoder, &mut sink))) {
+            return self.end_on_read_error(e);
+        }
+        if !last {
+            if let Some(tx) = self.tx.as_mut() {
+                tx.chunking = Some((decoder, sink));
+            }
+            self.reply(
+                Status::Ok.reply(format!("{size} octets received")),
+                logged,
+                None,
+            );
+            return Flow::Continue;
+        }
+        decoder.finish(&mut |bytes| sink.write(bytes));
+        self.last_command = "END-OF-MESSAGE";
+        self.finish_transaction(sink.finish())
+    }
+
+    /// Reads exactly `size` octets of a BDAT chunk into the decoder, or
+    /// discards them when `target` is `None`.
+    fn read_chunk(
+        &mut self,
+        size: u64,
+        mut target: Option<(&mut ChunkDecoder, &mut MessageSink)>,
+    ) -> Result<(), ReadError> {
+        let timeout = self.runtime.config.data_timeout;
+        let mut left = size;
+        while left > 0 {
+            self.conn.fill(timeout, false)?;
+            let input = self.conn.buffered();
+            let take = (input.len() as u64).min(left) as usize;
+            if let Some((decoder, sink)) = target.as_mut() {
+                decoder.feed(&input[..take], &mut |bytes| sink.write(bytes));
+            }
+            self.conn.consume(take);
+            left -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Delivers the message to every accepted recipient and sends one reply
+    /// for each, in RCPT order.
+    fn finish_transaction(&mut self, mut content: Content) -> Flow {
+        let Some(tx) = self.tx.take() else {
+            return Flow::Continue;
+        };
+        self.reset_transaction();
+        let size = content.spool.len() + content.spool.lines();
+        let sender = tx
+            .sender
+            .as_ref()
+            .map(|m| m.as_given.clone())
+            .unwrap_or_default();
+        log::info!(
+            "{}: from=<{}>, size={}, nrcpt={}",
+            self.id,
+            sender,
+            size,
+            tx.targets.len()
+        );
+
+        let envelope = Envelope {
+            sender,
+            lhlo: self.lhlo.clone(),
+            peer: self.peer.received.clone(),
+            date: delivery::received_date(),
+        };
+        let mut done: Vec<(String, Reply)> = Vec::new();
+        for target in &tx.targets {
+            if self.conn.abort_requested() {
+                log::warn!(
+                    "{}: shutdown: no delivery to <{}> or later recipients",
+                    self.id,
+                    target.address
+                );
+                return Flow::Close;
+            }
+            let reply = match done.iter().find(|(address, _)| *address == target.address) {
+                // An exact duplicate RCPT shares the first one's outcome and file.
+                Some((_, reply)) => reply.clone(),
+                None => {
+                    let outcome = self.deliver_one(&envelope, target, &mut content);
+                    self.log_outcome(target, &outcome, tx.started);
+                    outcome.reply
+                }
+            };
+            done.push((target.address.clone(), reply.clone()));
+            self.conn.queue(&reply.to_string());
+        }
+        if self.conn.stop_requested() {
+            let text = format!(
+                "{} Service shutting down, try again later",
+                self.runtime.config.hostname
+            );
+            self.reply(Status::ServiceUnavailable.reply(text), "", None);
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    fn deliver_one(&self, envelope: &Envelope, target: &Target, content: &mut Content) -> Outcome {
+        let started = Instant::now();
+        let address = &target.address;
+        if content.too_big {
+            let text = format!(
+                "<{address}> Message size exceeds fixed maximum message size ({} bytes)",
+                self.runtime.config.max_message_size
+            );
+            return Outcome {
+                reply: Status::MessageTooBig.reply(text),
+                delivered: None,
+                detail: None,
+                started,
+            };
+        }
+        if let Some(e) = &content.error {
+            let status = classify_io_error(e, Status::StorageFailed);
+            let text = format!("<{address}> {}", delivery::status_text(status));
+            let detail = format!("spooling the message failed: {e}");
+            return Outcome {
+                reply: status.reply(text),
+                delivered: None,
+                detail: Some(detail),
+                started,
+            };
+        }
+        delivery::deliver(&self.runtime.policy, envelope, target, content)
+    }
+
+    /// Writes the one log line for a recipient's outcome.
+    fn log_outcome(&self, target: &Target, outcome: &Outcome, started: Instant) {
+        let delay = started.elapsed();
+        let mut line = format!("{}: to=<{}>", self.id, target.address);
+        if target.recipient.detail.is_some() || target.address != target.recipient.to_string() {
+            line.push_str(&format!(", account={}", target.account.name));
+        }
+        line.push_str(&format!(", uid={}", target.account.uid));
+        if let Some(d) = &outcome.delivered {
+            line.push_str(&format!(", path={}", d.path.display()));
+        }
+        line.push_str(&format!(
+            ", delay={}, dsn={}, status={} ({})",
+            format_delay(delay),
+            outcome.reply.dsn(),
+            outcome.reply.outcome(),
+            outcome.reply
+        ));
+        if let Some(detail) = &outcome.detail {
+            line.push_str(&format!(": {detail}"));
+        }
+        match outcome.reply.outcome() {
+            "sent" | "bounced" => log::info!("{line}"),
+            _ => log::warn!("{line}"),
+        }
+    }
+}
+
+/// Parses `<size> [LAST]`.
+fn parse_bdat_arguments(arg: &str) -> Option<(u64, bool)> {
+    let mut words = arg.split(' ').filter(|w| !w.is_empty());
+    let size = words.next()?;
+    if !size.bytes().all(|b| b.is_ascii_digit()) || size.len() > 18 {
+        return None;
+    }
+    let size: u64 = size.parse().ok()?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return None,
+    };
+    if words.next().is_some() {
+        return None;
+    }
+    Some((size, last))
+}
+
+fn format_delay(delay: Duration) -> String {
+    format!("{:.3}", delay.as_secs_f64())
+}
+
+/// Makes peer text safe for one log line: printable ASCII and UTF-8 kept,
+/// everything else as `\xNN`, cut at [`MAX_LOGGED_COMMAND`] characters.
+pub fn escape_for_log(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count >= MAX_LOGGED_COMMAND {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || c == '\u{fffd}' {
+            out.push_str(&format!("\\x{:02X}", u32::from(c) & 0xFF));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bdat_arguments() {
+        assert_eq!(parse_bdat_arguments("100"), Some((100, false)));
+        assert_eq!(parse_bdat_arguments("0 LAST"), Some((0, true)));
+        assert_eq!(parse_bdat_arguments("10 last"), Some((10, true)));
+        assert_eq!(parse_bdat_arguments(""), None);
+        assert_eq!(parse_bdat_arguments("-1"), None);
+        assert_eq!(parse_bdat_arguments("10 FIRST"), None);
+        assert_eq!(parse_bdat_arguments("10 LAST x"), None);
+        assert_eq!(parse_bdat_arguments("99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn log_escaping() {
+        assert_eq!(escape_for_log(b"RCPT TO:<a\x01b>"), "RCPT TO:<a\\x01b>");
+        assert_eq!(escape_for_log("jörg".as_bytes()), "jörg");
+        assert!(escape_for_log(&[b'x'; 500]).ends_with("..."));
+    }
+
+    #[test]
+    fn session_ids_fixed_width() {
+        for _ in 0..100 {
+            let id = next_session_id();
+            assert_eq!(id.len(), 6);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+}
