@@ -1,0 +1,76 @@
+# Zoha: build, test, install.
+#
+# make            build the release binary
+# make run        start Zoha in the foreground on a demo setup (no root needed)
+# make test       unit and integration tests, formatting, lints, documentation checks
+# make e2e        end-to-end test with real Postfix and Courier IMAP (root, installs packages)
+# make bench      throughput against Dovecot LMTP (root, installs packages)
+# make install    install into $(DESTDIR)$(PREFIX); make uninstall removes it again
+
+PREFIX     ?= /usr/local
+sbindir    ?= $(PREFIX)/sbin
+mandir     ?= $(PREFIX)/share/man
+sysconfdir ?= /etc
+docdir     ?= $(PREFIX)/share/doc/zoha
+DESTDIR    ?=
+CARGO      ?= cargo
+INSTALL    ?= install
+
+BINARY  = target/release/zoha
+MANPAGES = man/zoha.8 man/zoha.conf.5 man/zoha-userdb.5
+
+.PHONY: all build run test unit lint check-docs e2e bench install uninstall clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+$(BINARY): build
+
+run: build
+	sh contrib/demo.sh
+
+test: lint check-docs unit
+
+unit:
+	$(CARGO) test --locked --release
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+check-docs: build
+	sh tests/check-docs.sh $(BINARY)
+
+e2e: build
+	ZOHA=$(BINARY) bash tests/e2e/run.sh
+
+bench: build
+	ZOHA=$(BINARY) bash tests/bench/lmtp-throughput.sh
+
+install: build
+	$(INSTALL) -d $(DESTDIR)$(sbindir) $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(mandir)/man5 \
+		$(DESTDIR)$(sysconfdir)/zoha $(DESTDIR)$(docdir)
+	$(INSTALL) -m 0755 $(BINARY) $(DESTDIR)$(sbindir)/zoha
+	$(INSTALL) -m 0644 man/zoha.8 $(DESTDIR)$(mandir)/man8/zoha.8
+	$(INSTALL) -m 0644 man/zoha.conf.5 $(DESTDIR)$(mandir)/man5/zoha.conf.5
+	$(INSTALL) -m 0644 man/zoha-userdb.5 $(DESTDIR)$(mandir)/man5/zoha-userdb.5
+	$(INSTALL) -m 0644 zoha.conf.example $(DESTDIR)$(sysconfdir)/zoha/zoha.conf.example
+	@if [ ! -e $(DESTDIR)$(sysconfdir)/zoha/zoha.conf ]; then \
+		$(INSTALL) -m 0644 zoha.conf.example $(DESTDIR)$(sysconfdir)/zoha/zoha.conf; \
+	else \
+		echo "keeping the existing $(DESTDIR)$(sysconfdir)/zoha/zoha.conf"; \
+	fi
+	$(INSTALL) -m 0644 README.md $(DESTDIR)$(docdir)/README.md
+	cp -R contrib $(DESTDIR)$(docdir)/contrib
+
+uninstall:
+	rm -f $(DESTDIR)$(sbindir)/zoha $(DESTDIR)$(mandir)/man8/zoha.8 \
+		$(DESTDIR)$(mandir)/man5/zoha.conf.5 $(DESTDIR)$(mandir)/man5/zoha-userdb.5 \
+		$(DESTDIR)$(sysconfdir)/zoha/zoha.conf.example
+	rm -rf $(DESTDIR)$(docdir)
+	@echo "$(DESTDIR)$(sysconfdir)/zoha/zoha.conf is left in place if it exists"
+
+clean:
+	$(CARGO) clean
