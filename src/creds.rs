@@ -189,18 +189,31 @@ mod tests {
             eprintln!("skipped: act_as needs root");
             return;
         }
-        let other = std::thread::spawn(|| {
+        let switched = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let checked = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let (s, c) = (
+            std::sync::Arc::clone(&switched),
+            std::sync::Arc::clone(&checked),
+        );
+        let other = std::thread::spawn(move || {
             let guard = act_as(54321, 54322, &[54322]).unwrap();
             assert_eq!(sys::geteuid(), 54321);
             assert_eq!(sys::getegid(), 54322);
-            // The test thread is unaffected.
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            s.wait();
+            // The test thread checks its own ids while this one is switched.
+            c.wait();
             drop(guard);
             assert_eq!(sys::geteuid(), 0);
             assert!(!thread_is_tainted());
         });
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        assert_eq!(sys::geteuid(), 0);
+        switched.wait();
+        assert_eq!(
+            sys::geteuid(),
+            0,
+            "another thread's switch changed this thread"
+        );
+        assert_eq!(sys::getegid(), 0);
+        checked.wait();
         other.join().unwrap();
     }
 

@@ -404,22 +404,56 @@ fn stop(
 
 /// Serves one session on standard input and output (inetd, `-i`).
 pub fn run_inetd(config: Config) -> Result<i32, String> {
-    let mode = enter_mode(&config)?;
-    let shutdown = Shutdown::new().map_err(|e| format!("cannot create the stop pipes: {e}"))?;
     let peer = sys::peer_of(0);
-    let runtime = build_runtime(config, mode, &shutdown);
-    lmtp::serve(0, 1, Box::new(()), peer, runtime);
-    Ok(0)
+    serve_single(config, 0, 1, Box::new(()), peer)
 }
 
 /// Serves one session on a connected socket that systemd accepted
 /// (`Accept=yes`, descriptor 3).
 pub fn run_accepted(config: Config, socket: OwnedFd) -> Result<i32, String> {
-    let mode = enter_mode(&config)?;
-    let shutdown = Shutdown::new().map_err(|e| format!("cannot create the stop pipes: {e}"))?;
     let fd = socket.as_raw_fd();
     let peer = sys::peer_of(fd);
+    serve_single(config, fd, fd, server::owned_connection(socket), peer)
+}
+
+/// Serves one session in this process; SIGTERM and SIGINT stop it as they
+/// stop a daemon session.
+fn serve_single(
+    config: Config,
+    read_fd: RawFd,
+    write_fd: RawFd,
+    owner: Box<dyn Send>,
+    peer: sys::Peer,
+) -> Result<i32, String> {
+    let mode = enter_mode(&config)?;
+    let shutdown = Shutdown::new().map_err(|e| format!("cannot create the stop pipes: {e}"))?;
+    watch_stop_signals(&shutdown, config.shutdown_timeout)?;
     let runtime = build_runtime(config, mode, &shutdown);
-    lmtp::serve(fd, fd, server::owned_connection(socket), peer, runtime);
+    lmtp::serve(read_fd, write_fd, owner, peer, runtime);
     Ok(0)
+}
+
+/// Starts a thread that turns SIGTERM or SIGINT into a stop request, and
+/// into an abort request `timeout` later.
+fn watch_stop_signals(shutdown: &Arc<Shutdown>, timeout: Duration) -> Result<(), String> {
+    let (signal_read, signal_write) =
+        sys::pipe().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
+    sys::forward_signals_to_pipe(&[libc::SIGTERM, libc::SIGINT], signal_write.as_raw_fd())
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let shutdown = Arc::clone(shutdown);
+    std::thread::Builder::new()
+        .name("zoha-signals".into())
+        .spawn(move || {
+            // The write end must stay open for as long as the handler may use it.
+            let _keep = signal_write;
+            let mut byte = [0u8; 1];
+            if matches!(sys::read(signal_read.as_raw_fd(), &mut byte), Ok(1)) {
+                log::info!("signal {} received: stopping the session", byte[0]);
+                shutdown.request_stop();
+                std::thread::sleep(timeout);
+                shutdown.request_abort();
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(())
 }

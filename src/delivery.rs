@@ -19,7 +19,7 @@
 //! [`crate::maildir::DeliveryError`] status for storage problems, and
 //! `451 4.3.0` when credentials cannot be switched.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::account::{Account, Recipient};
 use crate::config::{Config, DetailFolders, QuotaReply, SpamHeader};
@@ -230,8 +230,6 @@ pub struct Outcome {
     pub delivered: Option<Delivered>,
     /// Details for the log (the failed step, path and OS error).
     pub detail: Option<String>,
-    /// Time from the end of the data to the reply.
-    pub started: Instant,
 }
 
 /// Builds the header lines Zoha adds before the message.
@@ -276,7 +274,6 @@ pub fn deliver(
     target: &Target,
     content: &mut Content,
 ) -> Outcome {
-    let started = Instant::now();
     let address = &target.address;
     let folder = choose_folder(policy, target, content);
     let result = as_owner(policy, &target.account, || {
@@ -311,7 +308,6 @@ pub fn deliver(
         reply,
         delivered,
         detail,
-        started,
     }
 }
 

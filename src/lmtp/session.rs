@@ -736,7 +736,6 @@ impl Session {
     }
 
     fn deliver_one(&self, envelope: &Envelope, target: &Target, content: &mut Content) -> Outcome {
-        let started = Instant::now();
         let address = &target.address;
         if content.too_big {
             let text = format!(
@@ -747,7 +746,6 @@ impl Session {
                 reply: Status::MessageTooBig.reply(text),
                 delivered: None,
                 detail: None,
-                started,
             };
         }
         if let Some(e) = &content.error {
@@ -758,7 +756,6 @@ impl Session {
                 reply: status.reply(text),
                 delivered: None,
                 detail: Some(detail),
-                started,
             };
         }
         delivery::deliver(&self.runtime.policy, envelope, target, content)
