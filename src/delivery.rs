@@ -176,6 +176,13 @@ pub fn check_quota(policy: &Policy, target: &Target, declared_size: u64) -> Resu
     // Without a declared size, a mailbox already at its limit is still refused.
     let size = declared_size.max(1);
     let verdict = as_owner(policy, account, || {
+        // A Maildir that does not exist yet holds no mail; it is created at
+        // delivery, not for a transaction that may never send data.
+        if crate::sys::stat_path_nofollow(&account.maildir)
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+        {
+            return Ok(quota::Verdict::Unlimited);
+        }
         let root = Maildir::open_root(&account.maildir, account.uid)?;
         quota::check(&root, account.quota.as_deref(), size)
     });

@@ -239,6 +239,17 @@ pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileStatus> {
     Ok(file_status(&unsafe { st.assume_init() }))
 }
 
+/// Status of the file at `path` without following a symbolic link in its
+/// last component (`lstat`).
+pub fn stat_path_nofollow(path: &Path) -> io::Result<FileStatus> {
+    let c = c_path(path)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `c` is a valid C string and `st` writable memory of the right size.
+    check(unsafe { libc::lstat(c.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: lstat returned 0, so the structure is initialised.
+    Ok(file_status(&unsafe { st.assume_init() }))
+}
+
 fn file_status(st: &libc::stat) -> FileStatus {
     FileStatus {
         uid: st.st_uid,

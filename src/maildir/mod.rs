@@ -148,21 +148,22 @@ impl Maildir {
                 create_directories(path)?;
                 sys::open_dir(path).map_err(|e| subdirectory_error(path, e))?
             }
+            // A Maildir of another uid is usually mode 0700, so its owner can
+            // only be read from the path, which needs no read permission.
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                return Err(match sys::stat_path_nofollow(path) {
+                    Ok(status) if status.uid != owner_uid => {
+                        wrong_owner(path, status.uid, owner_uid)
+                    }
+                    _ => subdirectory_error(path, e),
+                });
+            }
             Err(e) => return Err(subdirectory_error(path, e)),
         };
         let status =
             sys::fstat(dir.as_fd()).map_err(|e| DeliveryError::io(Step::CheckOwner, path, e))?;
         if status.uid != owner_uid {
-            return Err(DeliveryError {
-                step: Step::CheckOwner,
-                path: path.to_path_buf(),
-                source: io::Error::other(format!(
-                    "the Maildir belongs to uid {}, not to the account's uid {owner_uid}; \
-                     Courier IMAP would refuse it too",
-                    status.uid
-                )),
-                status: Status::Misconfigured,
-            });
+            return Err(wrong_owner(path, status.uid, owner_uid));
         }
         Maildir::with_subdirectories(path.to_path_buf(), dir)
     }
@@ -208,6 +209,20 @@ impl Maildir {
     /// Returns the `tmp/` directory descriptor.
     pub fn tmp(&self) -> BorrowedFd<'_> {
         self.tmp.as_fd()
+    }
+}
+
+/// Builds the error for a Maildir root that belongs to `found_uid` instead
+/// of the account's `owner_uid`.
+fn wrong_owner(path: &Path, found_uid: u32, owner_uid: u32) -> DeliveryError {
+    DeliveryError {
+        step: Step::CheckOwner,
+        path: path.to_path_buf(),
+        source: io::Error::other(format!(
+            "the Maildir belongs to uid {found_uid}, not to the account's uid {owner_uid}; \
+             Courier IMAP would refuse it too"
+        )),
+        status: Status::Misconfigured,
     }
 }
 
