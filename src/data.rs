@@ -498,6 +498,9 @@ pub struct Content {
     pub too_big: bool,
     /// The first spool write error.
     pub error: Option<io::Error>,
+    /// Size of everything received, with every LF counted as CRLF, also
+    /// past the size limit.
+    pub received_size: u64,
 }
 
 impl MessageSink {
@@ -521,10 +524,10 @@ impl MessageSink {
 
     /// Stores decoded `bytes`.
     pub fn write(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64 + bytes.iter().filter(|&&b| b == b'\n').count() as u64;
         if self.too_big {
             return;
         }
-        self.size += bytes.len() as u64 + bytes.iter().filter(|&&b| b == b'\n').count() as u64;
         if self.size > self.max_size {
             self.too_big = true;
             self.spool.clear();
@@ -565,6 +568,7 @@ impl MessageSink {
             captured_header: self.filter.captured.take(),
             too_big: self.too_big,
             error: self.error,
+            received_size: self.size,
         }
     }
 }

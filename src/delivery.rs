@@ -26,7 +26,7 @@ use crate::config::{Config, DetailFolders, QuotaReply, SpamHeader};
 use crate::creds;
 use crate::data::Content;
 use crate::maildir::{self, folder, quota, Delivered, DeliveryError, Maildir, Message};
-use crate::status::{Reply, Status};
+use crate::status::{address_for_reply, Reply, Status};
 
 /// How the daemon may act for mailbox owners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,11 +115,19 @@ pub struct Refusal {
     pub detail: String,
 }
 
-fn refuse(status: Status, address: &str, text: &str, detail: String) -> Refusal {
-    Refusal {
-        reply: status.reply(format!("<{address}> {text}")),
-        detail,
+impl Refusal {
+    /// Builds a refusal whose reply names `address` (cut when very long).
+    pub fn new(status: Status, address: &str, text: &str, detail: String) -> Refusal {
+        let address = address_for_reply(address);
+        Refusal {
+            reply: status.reply(format!("<{address}> {text}")),
+            detail,
+        }
     }
+}
+
+fn refuse(status: Status, address: &str, text: &str, detail: String) -> Refusal {
+    Refusal::new(status, address, text, detail)
 }
 
 /// Applies the rules that need only the account.
@@ -281,7 +289,7 @@ pub fn deliver(
     target: &Target,
     content: &mut Content,
 ) -> Outcome {
-    let address = &target.address;
+    let address = address_for_reply(&target.address);
     let folder = choose_folder(policy, target, content);
     let result = as_owner(policy, &target.account, || {
         store(policy, envelope, target, content, folder.as_ref())

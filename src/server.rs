@@ -411,8 +411,11 @@ fn accept_loop(
         let runtime = holder.current();
         let job_peer = peer.clone();
         let job: Job = Box::new(move || lmtp::serve(fd, fd, owner, job_peer, runtime));
-        if pool.try_submit(job).is_err() {
+        if let Err(job) = pool.try_submit(job) {
+            // The returned job owns the connection: reply before dropping it,
+            // or `fd` is already closed and may belong to another file.
             reject_busy(fd, &holder.current());
+            drop(job);
             let text = match &peer {
                 sys::Peer::Inet(a) => a.to_string(),
                 _ => "local".into(),

@@ -219,6 +219,23 @@ impl fmt::Display for Reply {
     }
 }
 
+/// Longest address repeated in a reply. RFC 5321 limits a path to 256
+/// octets (section 4.5.3.1.3) and a reply line to 512 (section 4.5.3.1.5).
+const MAX_ECHOED_ADDRESS: usize = 256;
+
+/// Returns `address` for a reply text: unchanged when short, else cut at a
+/// character boundary and marked with `...`.
+pub fn address_for_reply(address: &str) -> String {
+    if address.len() <= MAX_ECHOED_ADDRESS {
+        return address.to_string();
+    }
+    let mut end = MAX_ECHOED_ADDRESS;
+    while !address.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &address[..end])
+}
+
 /// Maps an OS error from a delivery step to a status: disk full and quota
 /// exceeded have fixed codes, everything else gets `default` (a 4xx, because
 /// Maildir paths come from the administrator and most failures are fixable).
@@ -318,6 +335,15 @@ mod tests {
                 Status::StorageFailed
             );
         }
+    }
+
+    #[test]
+    fn long_address_cut_for_reply() {
+        assert_eq!(address_for_reply("a@b"), "a@b");
+        let long = "ä".repeat(200);
+        let cut = address_for_reply(&long);
+        assert!(cut.len() <= MAX_ECHOED_ADDRESS + 3, "{}", cut.len());
+        assert!(cut.ends_with("..."));
     }
 
     #[test]

@@ -49,14 +49,17 @@ pub enum CommandError {
 /// Parses one command line (without its line end).
 pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     let text = std::str::from_utf8(line).map_err(|_| CommandError::BadCharacters)?;
-    if text.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(CommandError::BadCharacters);
-    }
     let (verb, rest) = match text.find(' ') {
         Some(i) => (&text[..i], &text[i + 1..]),
         None => (text, ""),
     };
     let verb = verb.to_ascii_uppercase();
+    // In a MAIL or RCPT path a control character is an address syntax
+    // error, which the address parser reports as 501 5.1.7 or 501 5.1.3.
+    let has_path = verb == "MAIL" || verb == "RCPT";
+    if !has_path && text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(CommandError::BadCharacters);
+    }
     let command = match verb.as_str() {
         "LHLO" => Command::Lhlo(rest.trim().to_string()),
         "HELO" | "EHLO" => Command::HeloOrEhlo,

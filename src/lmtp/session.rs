@@ -25,7 +25,7 @@ use crate::account::{check_local_part, Lookup, Recipient};
 use crate::address::{self, Mailbox};
 use crate::data::{ChunkDecoder, Content, DotDecoder, MessageSink};
 use crate::delivery::{self, Envelope, Outcome, Refusal, Target};
-use crate::status::{classify_io_error, Reply, Status};
+use crate::status::{address_for_reply, classify_io_error, Reply, Status};
 
 /// Longest command line accepted, CRLF excluded. RFC 5321 asks for at least
 /// 512; SMTPUTF8 addresses and parameters need more.
@@ -495,9 +495,8 @@ impl Session {
     /// Runs the RCPT checks: limit, name, lookup, account rules, quota.
     fn accept_recipient(&self, mailbox: &Mailbox) -> Result<Target, Refusal> {
         let address = mailbox.as_given.clone();
-        let refuse = |status: Status, text: &str, detail: String| Refusal {
-            reply: status.reply(format!("<{address}> {text}")),
-            detail,
+        let refuse = |status: Status, text: &str, detail: String| {
+            Refusal::new(status, &address, text, detail)
         };
         let (count, declared_size) = self
             .tx
@@ -682,7 +681,7 @@ impl Session {
             return Flow::Continue;
         };
         self.reset_transaction();
-        let size = content.spool.len() + content.spool.lines();
+        let size = content.received_size;
         let sender = tx
             .sender
             .as_ref()
@@ -736,7 +735,7 @@ impl Session {
     }
 
     fn deliver_one(&self, envelope: &Envelope, target: &Target, content: &mut Content) -> Outcome {
-        let address = &target.address;
+        let address = address_for_reply(&target.address);
         if content.too_big {
             let text = format!(
                 "<{address}> Message size exceeds fixed maximum message size ({} bytes)",
