@@ -7,6 +7,7 @@
 //! Failures: usage errors (unknown options, missing arguments, conflicting
 //! actions) return exit status 2 with a message on standard error.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::account::{check_local_part, Accounts, Lookup, Recipient};
@@ -148,6 +149,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
     }
     let config = match Config::load(&options.config_path) {
         Ok(c) => c,
+        Err(e) if options.action == Action::Inetd => return fail_inetd(&e.to_string()),
         Err(e) => {
             eprintln!("zoha: {e}");
             return EXIT_CONFIG;
@@ -162,7 +164,12 @@ pub fn main_with_args(args: &[String]) -> i32 {
         }
         Action::Check => Ok(check(&config)),
         Action::Lookup(address) => Ok(lookup(&config, &address)),
-        Action::Inetd => start_logging(&config, false).and_then(|()| daemon::run_inetd(config)),
+        Action::Inetd => {
+            return match start_logging(&config, false).and_then(|()| daemon::run_inetd(config)) {
+                Ok(code) => code,
+                Err(e) => fail_inetd(&e),
+            };
+        }
         _ => serve(&options, config),
     };
     match result {
@@ -184,9 +191,25 @@ fn start_logging(config: &Config, stderr: bool) -> Result<(), String> {
     })
 }
 
+/// Ends an inetd session that cannot start: standard output and error are
+/// the client's connection, so the client gets one `421` reply and the
+/// error goes to syslog only.
+fn fail_inetd(error: &str) -> i32 {
+    let _ = start_logging(&Config::defaults(), false);
+    log::error!("inetd session not started: {error}");
+    let reply = crate::status::Status::ServiceUnavailable
+        .reply("Service not available (configuration error), try again later");
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{reply}\r\n");
+    let _ = out.flush();
+    EXIT_CONFIG
+}
+
 fn serve(options: &Options, config: Config) -> Result<i32, String> {
-    // Standard error is the client's socket under inetd, so only -f logs there.
-    start_logging(&config, options.foreground)?;
+    // Under systemd, standard error and syslog both end in the journal, so
+    // lines would appear twice: JOURNAL_STREAM says standard error is the journal.
+    let stderr = options.foreground && std::env::var_os("JOURNAL_STREAM").is_none();
+    start_logging(&config, stderr)?;
     let inherited = daemon::inherited_sockets();
     if let Some(sockets) = &inherited {
         // Accept=yes: one connected socket, not a listener.
@@ -285,7 +308,7 @@ fn lookup(config: &Config, address: &str) -> i32 {
             println!("verdict: 550 5.1.1 unknown user");
             return EXIT_CONFIG;
         }
-        Lookup::Failed(why) | Lookup::Invalid(why) => {
+        Lookup::Failed(why) => {
             println!("verdict: 451 lookup failed: {why}");
             return EXIT_CONFIG;
         }
@@ -305,6 +328,16 @@ fn lookup(config: &Config, address: &str) -> i32 {
     if let Err(r) = delivery::check_account(&policy, &target.address, &target.account) {
         println!("verdict: {} ({})", r.reply, r.detail);
         return EXIT_CONFIG;
+    }
+    match delivery::quota_usage(&policy, &target.account) {
+        Ok(Some((quota, usage))) => {
+            println!(
+                "quota in use: {} bytes in {} messages of {quota}",
+                usage.bytes, usage.count
+            )
+        }
+        Ok(None) => println!("quota in use: no quota"),
+        Err(e) => println!("quota in use: unknown ({e})"),
     }
     match delivery::check_quota(&policy, &target, 1) {
         Ok(()) => {

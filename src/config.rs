@@ -266,24 +266,25 @@ impl Config {
 
     /// Lists every setting whose value differs from its default, as `postconf -n` does.
     pub fn non_defaults(&self) -> Vec<(String, String)> {
-        let defaults = Config::defaults();
-        let default_values: HashMap<&str, String> = SETTINGS
-            .iter()
-            .map(|s| (s.name, defaults.explicit_or_default(s.name)))
-            .collect();
+        // Values are compared parsed, so `5m` equals the default `300`.
+        let baseline = Config::defaults().comparable();
         self.explicit
             .iter()
-            .filter(|(name, value)| default_values.get(name.as_str()) != Some(value))
+            .filter(|(name, value)| {
+                Config::parse(Path::new(""), &format!("{name} = {value}\n"))
+                    .map_or(true, |alone| alone.comparable() != baseline)
+            })
             .cloned()
             .collect()
     }
 
-    fn explicit_or_default(&self, name: &str) -> String {
-        self.explicit
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| expanded_default(name, &self.hostname))
+    /// Returns the parsed values as text, without the file name and the
+    /// list of explicit settings, for comparing two configurations.
+    fn comparable(&self) -> String {
+        let mut copy = self.clone();
+        copy.path = PathBuf::new();
+        copy.explicit.clear();
+        format!("{copy:?}")
     }
 
     fn check_consistency(&self) -> Result<(), ConfigError> {
@@ -304,18 +305,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-}
-
-fn expanded_default(name: &str, hostname: &str) -> String {
-    let default = SETTINGS
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| s.default)
-        .unwrap_or("");
-    match name {
-        "hostname" => hostname.to_string(),
-        _ => default.replace("$hostname", hostname),
     }
 }
 
@@ -705,8 +694,8 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
         || "expected a size in bytes, optionally with a k, M or G suffix, such as 50M".to_string();
     let (digits, factor) = match value.as_bytes().last() {
         Some(b'k') | Some(b'K') => (&value[..value.len() - 1], 1u64 << 10),
-        Some(b'M') => (&value[..value.len() - 1], 1 << 20),
-        Some(b'G') => (&value[..value.len() - 1], 1 << 30),
+        Some(b'm') | Some(b'M') => (&value[..value.len() - 1], 1 << 20),
+        Some(b'g') | Some(b'G') => (&value[..value.len() - 1], 1 << 30),
         _ => (value, 1),
     };
     let n: u64 = digits.parse().map_err(|_| bad())?;

@@ -164,12 +164,48 @@ impl PidFile {
     }
 }
 
-/// Detaches from the terminal: fork, setsid, fork, chdir `/`, standard
-/// streams to `/dev/null`. Only the final child returns.
-fn detach() -> Result<(), String> {
-    if let sys::Forked::Parent(_) = sys::fork().map_err(|e| format!("fork failed: {e}"))? {
-        sys::exit_now(0);
+/// The detached daemon's end of a pipe to the process that started it,
+/// which waits for the start-up result before it exits.
+struct Readiness {
+    pipe: Option<File>,
+}
+
+impl Readiness {
+    /// Tells the starting process that start-up succeeded or why it failed.
+    fn report(&mut self, result: Result<(), &str>) {
+        if let Some(mut pipe) = self.pipe.take() {
+            let text = match result {
+                Ok(()) => "ok\n".to_string(),
+                Err(e) => format!("{e}\n"),
+            };
+            let _ = pipe.write_all(text.as_bytes());
+        }
     }
+}
+
+/// Detaches from the terminal: fork, setsid, fork, chdir `/`, standard
+/// streams to `/dev/null`. Only the final child returns. The original
+/// process waits until the daemon reports its start-up result, then exits
+/// 0, or prints the error and exits 1.
+fn detach() -> Result<Readiness, String> {
+    let (read_end, write_end) = sys::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    if let sys::Forked::Parent(_) = sys::fork().map_err(|e| format!("fork failed: {e}"))? {
+        drop(write_end);
+        let mut text = String::new();
+        let _ = File::from(read_end).read_to_string(&mut text);
+        if text == "ok\n" {
+            sys::exit_now(0);
+        }
+        let text = text.trim();
+        let reason = if text.is_empty() {
+            "the daemon exited during start-up; see the log"
+        } else {
+            text
+        };
+        eprintln!("zoha: {reason}");
+        sys::exit_now(1);
+    }
+    drop(read_end);
     sys::setsid().map_err(|e| format!("setsid failed: {e}"))?;
     if let sys::Forked::Parent(_) = sys::fork().map_err(|e| format!("fork failed: {e}"))? {
         sys::exit_now(0);
@@ -186,7 +222,9 @@ fn detach() -> Result<(), String> {
     }
     crate::logging::disable_stderr();
     crate::logging::set_pid(sys::getpid());
-    Ok(())
+    Ok(Readiness {
+        pipe: Some(File::from(write_end)),
+    })
 }
 
 /// Reads sockets passed by systemd (`LISTEN_PID`, `LISTEN_FDS`,
@@ -224,7 +262,76 @@ pub fn run(
     config: Config,
     inherited: Option<Vec<(OwnedFd, String)>>,
 ) -> Result<i32, String> {
-    // Bind first, so that errors reach the terminal.
+    // The lock comes first, so a second instance says so instead of
+    // failing to bind.
+    let mut pid_file = if options.foreground {
+        None
+    } else {
+        Some(PidFile::lock(&config.pid_file)?)
+    };
+    let mut readiness = None;
+    let started = start(
+        options,
+        config,
+        inherited,
+        pid_file.as_mut(),
+        &mut readiness,
+    );
+    if let Some(readiness) = readiness.as_mut() {
+        readiness.report(started.as_ref().map(drop).map_err(String::as_str));
+    }
+    let running = match started {
+        Ok(running) => running,
+        Err(e) => {
+            if let Some(pid_file) = pid_file {
+                pid_file.remove();
+            }
+            return Err(e);
+        }
+    };
+
+    let signal = wait_for_stop(
+        &running.signals,
+        options,
+        running.mode,
+        &running.holder,
+        &running.pool,
+    );
+    stop(
+        signal,
+        &running.pool,
+        &running.holder,
+        &running.shutdown,
+        running.threads,
+    );
+    if let Some(pid_file) = pid_file {
+        pid_file.remove();
+    }
+    Ok(0)
+}
+
+/// A started daemon: what the main thread needs to wait for and stop it.
+struct Running {
+    mode: Mode,
+    signals: OwnedFd,
+    /// Kept open for the signal handler.
+    _signal_write: OwnedFd,
+    shutdown: Arc<Shutdown>,
+    pool: Arc<Pool>,
+    holder: Arc<RuntimeHolder>,
+    threads: Vec<std::thread::JoinHandle<Option<PathBuf>>>,
+}
+
+/// Binds (or adopts) the sockets, enters the credential mode, detaches,
+/// writes the pid, installs signal handlers and starts accepting.
+fn start(
+    options: &StartOptions,
+    config: Config,
+    inherited: Option<Vec<(OwnedFd, String)>>,
+    pid_file: Option<&mut PidFile>,
+    readiness: &mut Option<Readiness>,
+) -> Result<Running, String> {
+    // Bind before detaching, so that errors reach the terminal.
     let listeners = match inherited {
         Some(sockets) => sockets
             .into_iter()
@@ -237,20 +344,15 @@ pub fn run(
     if listeners.is_empty() {
         return Err("no sockets to listen on".into());
     }
-    let mut pid_file = if options.foreground {
-        None
-    } else {
-        Some(PidFile::lock(&config.pid_file)?)
-    };
     let mode = enter_mode(&config)?;
     if !options.foreground {
-        detach()?;
+        *readiness = Some(detach()?);
     }
-    if let Some(pid_file) = pid_file.as_mut() {
+    if let Some(pid_file) = pid_file {
         pid_file.write_pid()?;
     }
 
-    let (signal_read, signal_write) =
+    let (signals, signal_write) =
         sys::pipe().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
     sys::forward_signals_to_pipe(
         &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP],
@@ -268,14 +370,15 @@ pub fn run(
         Arc::clone(&holder),
         Arc::clone(&shutdown),
     );
-
-    let signal = wait_for_stop(&signal_read, options, mode, &holder, &pool);
-    stop(signal, &pool, &holder, &shutdown, threads);
-    drop(signal_write);
-    if let Some(pid_file) = pid_file {
-        pid_file.remove();
-    }
-    Ok(0)
+    Ok(Running {
+        mode,
+        signals,
+        _signal_write: signal_write,
+        shutdown,
+        pool,
+        holder,
+        threads,
+    })
 }
 
 fn describe_start(config: &Config, mode: Mode) -> String {
@@ -338,6 +441,14 @@ fn reload(options: &StartOptions, mode: Mode, holder: &RuntimeHolder, pool: &Poo
         (
             "unix_socket_mode",
             old.config.unix_socket_mode != config.unix_socket_mode,
+        ),
+        (
+            "unix_socket_user",
+            old.config.unix_socket_user != config.unix_socket_user,
+        ),
+        (
+            "unix_socket_group",
+            old.config.unix_socket_group != config.unix_socket_group,
         ),
         ("pid_file", old.config.pid_file != config.pid_file),
     ] {

@@ -182,10 +182,47 @@ pub fn check_quota(policy: &Policy, target: &Target, declared_size: u64) -> Resu
     let address = &target.address;
     let account = &target.account;
     // Without a declared size, a mailbox already at its limit is still refused.
-    let size = declared_size.max(1);
-    let verdict = as_owner(policy, account, || {
-        // A Maildir that does not exist yet holds no mail; it is created at
-        // delivery, not for a transaction that may never send data.
+    match quota_verdict(policy, account, declared_size.max(1)) {
+        Ok(quota::Verdict::Over { quota, usage }) => Err(refuse(
+            policy.over_quota_status(),
+            address,
+            "Mailbox is over quota",
+            format!(
+                "{} uses {} bytes in {} messages of quota {quota}; {declared_size} more bytes declared",
+                account.maildir.display(),
+                usage.bytes,
+                usage.count
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err((status, detail)) => Err(refuse(status, address, status_text(status), detail)),
+    }
+}
+
+/// Returns the quota in effect and the usage of an existing Maildir, or
+/// `None` when the mailbox has no quota (or no Maildir yet).
+pub fn quota_usage(
+    policy: &Policy,
+    account: &Account,
+) -> Result<Option<(String, quota::Usage)>, String> {
+    match quota_verdict(policy, account, 0) {
+        Ok(quota::Verdict::Unlimited) => Ok(None),
+        Ok(quota::Verdict::Fits { quota, usage } | quota::Verdict::Over { quota, usage }) => {
+            Ok(Some((quota, usage)))
+        }
+        Err((_, detail)) => Err(detail),
+    }
+}
+
+/// Checks a message of `size` bytes against the quota, as the owner. A
+/// Maildir that does not exist yet holds no mail: it is created at
+/// delivery, not for a transaction that may never send data.
+fn quota_verdict(
+    policy: &Policy,
+    account: &Account,
+    size: u64,
+) -> Result<quota::Verdict, (Status, String)> {
+    let result = as_owner(policy, account, || {
         if crate::sys::stat_path_nofollow(&account.maildir)
             .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
         {
@@ -194,16 +231,10 @@ pub fn check_quota(policy: &Policy, target: &Target, declared_size: u64) -> Resu
         let root = Maildir::open_root(&account.maildir, account.uid)?;
         quota::check(&root, account.quota.as_deref(), size)
     });
-    match verdict {
-        Ok(Ok(quota::Verdict::Over { quota, usage })) => Err(refuse(
-            policy.over_quota_status(),
-            address,
-            "Mailbox is over quota",
-            format!("{} uses {} bytes in {} messages of quota {quota}; {declared_size} more bytes declared", account.maildir.display(), usage.bytes, usage.count),
-        )),
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(refuse(e.status, address, status_text(e.status), e.to_string())),
-        Err(e) => Err(refuse(Status::StorageFailed, address, "Temporary failure, try again later", e.to_string())),
+    match result {
+        Ok(Ok(verdict)) => Ok(verdict),
+        Ok(Err(e)) => Err((e.status, e.to_string())),
+        Err(e) => Err((Status::StorageFailed, e.to_string())),
     }
 }
 
@@ -267,8 +298,10 @@ fn choose_folder(policy: &Policy, target: &Target, content: &Content) -> Option<
     if let (Some(spam), Some(value)) = (&policy.spam_header, &content.captured_header) {
         let value = String::from_utf8_lossy(value);
         let value = value.trim();
-        let matches = value.len() >= spam.value.len()
-            && value[..spam.value.len()].eq_ignore_ascii_case(&spam.value);
+        let matches = value
+            .as_bytes()
+            .get(..spam.value.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(spam.value.as_bytes()));
         if matches && !policy.spam_folder.is_empty() {
             return Some((policy.spam_folder.trim_start_matches('.').to_string(), true));
         }

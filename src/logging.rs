@@ -2,7 +2,8 @@
 //!
 //! Syslog lines use ident `zoha`, the process id, the facility from
 //! `syslog_facility` and the socket from `syslog_socket` (`/dev/log` by
-//! default), in the RFC 3164 format of the `syslog` crate. Levels map to
+//! default), in the RFC 3164 format `<PRI>Mmm dd hh:mm:ss zoha[PID]: text`
+//! with local time and the day padded with a space. Levels map to
 //! severities: error to err, warn to warning, info to info, debug and
 //! trace to debug. When no syslog daemon listens, records are dropped
 //! quietly and a reconnect is tried at most every 10 seconds, so logging
@@ -19,17 +20,63 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use syslog::{Facility, Formatter3164, LoggerBackend};
+use syslog::{Facility, LoggerBackend, Severity};
 
 /// How often a lost syslog connection is retried.
 const RECONNECT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Formats RFC 3164 lines. The `syslog` crate's own formatter writes UTC and
+/// pads the day with a zero, which syslog daemons do not expect.
+#[derive(Clone)]
+struct Rfc3164 {
+    facility: Facility,
+    pid: u32,
+}
+
+impl<T: std::fmt::Display> syslog::LogFormat<T> for Rfc3164 {
+    fn format<W: Write>(&self, w: &mut W, severity: Severity, message: T) -> syslog::Result<()> {
+        let priority = self.facility as u8 | severity as u8;
+        // One write call: the datagram backend sends one datagram per call.
+        write!(
+            w,
+            "<{priority}>{} zoha[{}]: {message}",
+            rfc3164_timestamp(),
+            self.pid
+        )
+        .map_err(syslog::Error::Write)
+    }
+}
+
+/// Returns the local time as `Mmm dd hh:mm:ss`, the day padded with a space.
+fn rfc3164_timestamp() -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match crate::sys::local_time(secs) {
+        Ok(t) => format!(
+            "{} {:>2} {:02}:{:02}:{:02}",
+            MONTHS[(t.month.clamp(1, 12) - 1) as usize],
+            t.day,
+            t.hour,
+            t.minute,
+            t.second
+        ),
+        Err(_) => "Jan  1 00:00:00".to_string(),
+    }
+}
+
 struct SyslogState {
-    logger: Option<syslog::Logger<LoggerBackend, Formatter3164>>,
+    logger: Option<syslog::Logger<LoggerBackend, Rfc3164>>,
     last_attempt: Option<Instant>,
     socket: PathBuf,
     facility: Facility,
     pid: u32,
+    /// Lines lost since the last one syslog accepted.
+    dropped: u64,
 }
 
 struct ZohaLogger {
@@ -60,6 +107,7 @@ pub fn init(settings: LogSettings) -> Result<(), String> {
             socket: settings.socket,
             facility: settings.facility,
             pid: crate::sys::getpid(),
+            dropped: 0,
         }),
         stderr: Mutex::new(settings.stderr),
     };
@@ -112,13 +160,21 @@ impl SyslogState {
             return;
         }
         self.last_attempt = Some(now);
-        let formatter = Formatter3164 {
+        let formatter = Rfc3164 {
             facility: self.facility,
-            hostname: None,
-            process: "zoha".into(),
             pid: self.pid,
         };
         self.logger = syslog::unix_custom(formatter, &self.socket).ok();
+        // A syslog daemon that stops reading must not stall the sessions
+        // that log: with a non-blocking socket, lines are dropped instead.
+        let nonblocking = match self.logger.as_ref().map(|l| &l.backend) {
+            Some(LoggerBackend::Unix(socket)) => socket.set_nonblocking(true),
+            Some(LoggerBackend::UnixStream(writer)) => writer.get_ref().set_nonblocking(true),
+            _ => Ok(()),
+        };
+        if nonblocking.is_err() {
+            self.logger = None;
+        }
     }
 
     fn send(&mut self, level: log::Level, message: &str) {
@@ -128,15 +184,35 @@ impl SyslogState {
         let Some(logger) = self.logger.as_mut() else {
             return;
         };
+        if self.dropped > 0 {
+            let note = format!(
+                "{} log lines were dropped: syslog did not accept them",
+                self.dropped
+            );
+            if logger.warning(note.as_str()).is_ok() {
+                self.dropped = 0;
+            }
+        }
         let result = match level {
             log::Level::Error => logger.err(message),
             log::Level::Warn => logger.warning(message),
             log::Level::Info => logger.info(message),
             log::Level::Debug | log::Level::Trace => logger.debug(message),
         };
-        if result.is_err() {
-            // The daemon went away or was restarted: reconnect later.
-            self.logger = None;
+        match result {
+            Ok(()) => {}
+            // A full datagram queue: count the line and go on.
+            Err(syslog::Error::Write(e) | syslog::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && matches!(logger.backend, LoggerBackend::Unix(_)) =>
+            {
+                self.dropped += 1;
+            }
+            // The daemon went away, or a stream lost its framing: reconnect later.
+            Err(_) => {
+                self.dropped += 1;
+                self.logger = None;
+            }
         }
     }
 }

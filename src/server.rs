@@ -416,10 +416,7 @@ fn accept_loop(
             // or `fd` is already closed and may belong to another file.
             reject_busy(fd, &holder.current());
             drop(job);
-            let text = match &peer {
-                sys::Peer::Inet(a) => a.to_string(),
-                _ => "local".into(),
-            };
+            let text = lmtp::session::PeerInfo::from_peer(&peer).log;
             let max = holder.current().config.workers;
             rejects
                 .lock()

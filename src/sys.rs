@@ -88,11 +88,16 @@ pub fn open_file_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
 }
 
 /// Opens (creating if needed) `name` inside `dir` for appending, without
-/// following a symbolic link.
+/// following a symbolic link, and without blocking if it is a FIFO (callers
+/// check the file type on the descriptor).
 pub fn open_append_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<OwnedFd> {
     let c = c_name(name)?;
-    let flags =
-        libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let flags = libc::O_WRONLY
+        | libc::O_APPEND
+        | libc::O_CREAT
+        | libc::O_NOFOLLOW
+        | libc::O_CLOEXEC
+        | libc::O_NONBLOCK;
     // SAFETY: `dir` is a live descriptor and `c` a valid C string for the call.
     owned_fd(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })
 }
@@ -795,6 +800,65 @@ fn socket_address(addr: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc:
     (storage, len as libc::socklen_t)
 }
 
+/// Connects a UNIX stream socket to `path`, waiting at most `timeout` when
+/// the server's backlog is full: Linux applies the send timeout
+/// (`SO_SNDTIMEO`) to a blocking `connect` on UNIX sockets.
+pub fn unix_connect(path: &Path, timeout: Duration) -> io::Result<std::os::unix::net::UnixStream> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data for which all-zero bytes are valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long or with a NUL byte",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: socket takes only integers.
+    let fd = owned_fd(unsafe {
+        libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: the option value points to a live timeval of the passed size.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    loop {
+        // SAFETY: `addr` is an initialised sockaddr_un of at least `len` bytes.
+        let ret = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len as libc::socklen_t,
+            )
+        };
+        if ret == 0 {
+            return Ok(std::os::unix::net::UnixStream::from(fd));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
 /// Peer of a connected socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
@@ -908,10 +972,16 @@ static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32:
 extern "C" fn write_signal_to_pipe(signal: libc::c_int) {
     let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
+        // The interrupted code may be about to read errno, so keep it.
+        // SAFETY: __errno_location returns this thread's errno slot, valid
+        // for the thread's lifetime and async-signal-safe to access.
+        let saved = unsafe { *libc::__errno_location() };
         let byte = signal as u8;
         // SAFETY: write is async-signal-safe; `byte` lives for the call. The
         // result is ignored because a full pipe already has a pending wake-up.
         let _ = unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = saved };
     }
 }
 

@@ -43,7 +43,7 @@ impl Authdaemon {
     /// Sends the request and returns the raw reply text.
     fn ask(&self, address: &str) -> Result<String, String> {
         let deadline = Instant::now() + self.timeout;
-        let mut stream = UnixStream::connect(&self.socket)
+        let mut stream = crate::sys::unix_connect(&self.socket, self.timeout)
             .map_err(|e| format!("cannot connect to {}: {e}", self.socket.display()))?;
         stream
             .set_write_timeout(Some(self.timeout))

@@ -12,9 +12,9 @@
 //! Backends: [`userdb`] (Courier userdb text file), [`passwd`] (system user
 //! database) and [`authdaemon`] (courier-authlib socket).
 //!
-//! Failures: [`Lookup::Unknown`] becomes `550 5.1.1` at RCPT,
-//! [`Lookup::Failed`] becomes `451 4.3.0`, and [`Lookup::Invalid`] (an
-//! account record Zoha must not deliver to) becomes `451 4.3.5`.
+//! Failures: [`Lookup::Unknown`] becomes `550 5.1.1` at RCPT and
+//! [`Lookup::Failed`] (a source that cannot answer, or a broken record)
+//! becomes `451 4.3.0`.
 
 pub mod authdaemon;
 pub mod passwd;
@@ -134,8 +134,6 @@ pub enum Lookup {
     Unknown,
     /// A source could not answer; the text says why.
     Failed(String),
-    /// The source answered with a record Zoha must not deliver to.
-    Invalid(String),
 }
 
 /// One account backend.
@@ -257,9 +255,6 @@ impl Accounts {
                 Lookup::Unknown => continue,
                 Lookup::Failed(why) => {
                     return Lookup::Failed(format!("{}: {why}", source.describe()))
-                }
-                Lookup::Invalid(why) => {
-                    return Lookup::Invalid(format!("{}: {why}", source.describe()))
                 }
                 found @ Lookup::Found(_) => return found,
             }

@@ -39,6 +39,14 @@ pub enum ReadError {
     Io(io::Error),
 }
 
+/// Returns the time until `deadline`, or a timeout error once it has passed.
+pub fn time_left(deadline: Instant) -> Result<Duration, ReadError> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(ReadError::Timeout),
+    }
+}
+
 /// One line read by [`Conn::read_line`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
@@ -160,6 +168,9 @@ impl Conn {
         idle: bool,
     ) -> Result<Line, ReadError> {
         let max = max.min(INPUT_BUFFER - 1);
+        // The timeout covers the whole line, so a client sending one byte
+        // at a time cannot hold the session open for ever.
+        let deadline = Instant::now() + timeout;
         let mut scanned = 0;
         loop {
             let buffered = self.buffered();
@@ -177,16 +188,16 @@ impl Conn {
             }
             scanned = buffered.len();
             if scanned > max + 1 {
-                self.discard_line(timeout)?;
+                self.discard_line(deadline)?;
                 return Ok(Line::TooLong);
             }
             // Only the first wait of a line may end on a soft stop.
-            self.fill_more(timeout, idle && scanned == 0)?;
+            self.fill_more(time_left(deadline)?, idle && scanned == 0)?;
         }
     }
 
     /// Discards input up to and including the next LF.
-    fn discard_line(&mut self, timeout: Duration) -> Result<(), ReadError> {
+    fn discard_line(&mut self, deadline: Instant) -> Result<(), ReadError> {
         loop {
             if let Some(pos) = self.buffered().iter().position(|&b| b == b'\n') {
                 self.consume(pos + 1);
@@ -194,7 +205,7 @@ impl Conn {
             }
             let all = self.buffered().len();
             self.consume(all);
-            self.fill(timeout, false)?;
+            self.fill(time_left(deadline)?, false)?;
         }
     }
 

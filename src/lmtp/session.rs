@@ -31,6 +31,12 @@ use crate::status::{address_for_reply, classify_io_error, Reply, Status};
 /// 512; SMTPUTF8 addresses and parameters need more.
 pub const MAX_COMMAND_LINE: usize = 4096;
 
+/// Rejected commands logged per session; the rest are counted at disconnect.
+const MAX_LOGGED_REJECTS: u32 = 100;
+
+/// Longest LHLO argument accepted (a domain name is at most 255 octets).
+const MAX_LHLO_ARGUMENT: usize = 255;
+
 /// Longest command text repeated in a log line.
 const MAX_LOGGED_COMMAND: usize = 200;
 
@@ -56,6 +62,22 @@ struct Transaction {
     targets: Vec<Target>,
     started: Instant,
     chunking: Option<(ChunkDecoder, MessageSink)>,
+    /// RCPTs refused with 452 4.5.3; only the first is logged.
+    excess_recipients: u64,
+    /// The session id, for the log line about unlogged refusals.
+    session: String,
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if self.excess_recipients > 1 {
+            log::warn!(
+                "{}: {} more recipients were refused with 452 4.5.3 (too many recipients) and not logged",
+                self.session,
+                self.excess_recipients - 1
+            );
+        }
+    }
 }
 
 /// Where the client is, for logs and the Received header.
@@ -104,6 +126,8 @@ pub struct Session {
     lhlo: String,
     tx: Option<Transaction>,
     errors: u32,
+    logged_rejects: u32,
+    unlogged_rejects: u64,
     last_command: &'static str,
 }
 
@@ -119,6 +143,8 @@ impl Session {
             lhlo: String::new(),
             tx: None,
             errors: 0,
+            logged_rejects: 0,
+            unlogged_rejects: 0,
             last_command: "CONNECT",
         }
     }
@@ -139,6 +165,13 @@ impl Session {
                 "{}: cannot send the last replies to {}: {e}",
                 self.id,
                 self.peer.log
+            );
+        }
+        if self.unlogged_rejects > 0 {
+            log::warn!(
+                "{}: {} more rejected commands were not logged (limit {MAX_LOGGED_REJECTS} a session)",
+                self.id,
+                self.unlogged_rejects
             );
         }
         log::info!("{}: disconnect from {}", self.id, self.peer.log);
@@ -199,9 +232,10 @@ impl Session {
     fn check_error_limit(&mut self) -> Flow {
         if self.errors >= self.runtime.config.max_errors {
             self.tx = None;
+            let context = format!("after {}", self.last_command);
             self.reply(
                 Status::TooManyErrors.reply("Too many errors, closing connection"),
-                "",
+                &context,
                 None,
             );
             return Flow::Close;
@@ -247,7 +281,8 @@ impl Session {
                     "{} Service shutting down, try again later",
                     self.runtime.config.hostname
                 );
-                self.reply(Status::ServiceUnavailable.reply(text), "", None);
+                let context = format!("after {}", self.last_command);
+                self.reply(Status::ServiceUnavailable.reply(text), &context, None);
             }
             ReadError::Io(e) => log::info!(
                 "{}: read error after {} from {}: {e}",
@@ -280,6 +315,12 @@ impl Session {
         if !reply.status.is_failure() || command.is_empty() {
             return;
         }
+        // A client sending thousands of bad commands must not flood the log.
+        if self.logged_rejects >= MAX_LOGGED_REJECTS {
+            self.unlogged_rejects += 1;
+            return;
+        }
+        self.logged_rejects += 1;
         let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
         if reply.status.is_permanent() {
             log::info!("{}: reject: {command}: {reply}{detail}", self.id);
@@ -352,7 +393,11 @@ impl Session {
 
     fn handle_lhlo(&mut self, domain: String, logged: &str) {
         self.last_command = "LHLO";
-        if domain.is_empty() || domain.contains(char::is_whitespace) {
+        // The argument goes into Received headers and logs: printable ASCII only.
+        let valid = !domain.is_empty()
+            && domain.len() <= MAX_LHLO_ARGUMENT
+            && domain.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
             self.reply(
                 Status::BadArguments.reply("LHLO requires one domain name or address literal"),
                 logged,
@@ -451,6 +496,8 @@ impl Session {
             targets: Vec::new(),
             started: Instant::now(),
             chunking: None,
+            excess_recipients: 0,
+            session: self.id.clone(),
         });
         self.enter_state(State::Mail);
         self.reply(Status::SenderOk.reply("OK"), logged, None);
@@ -487,6 +534,14 @@ impl Session {
                     tx.targets.push(target);
                 }
                 self.reply(Status::RecipientOk.reply("OK"), logged, None);
+            }
+            Err(refusal) if refusal.reply.status == Status::TooManyRecipients => {
+                let first = self.tx.as_mut().map(|tx| {
+                    tx.excess_recipients += 1;
+                    tx.excess_recipients == 1
+                });
+                let command = if first == Some(true) { logged } else { "" };
+                self.reply(refusal.reply, command, Some(&refusal.detail));
             }
             Err(refusal) => self.reply(refusal.reply, logged, Some(&refusal.detail)),
         }
@@ -534,13 +589,6 @@ impl Session {
                     why,
                 ))
             }
-            Lookup::Invalid(why) => {
-                return Err(refuse(
-                    Status::Misconfigured,
-                    "Mailbox is not set up correctly",
-                    why,
-                ))
-            }
         };
         let policy = &self.runtime.policy;
         delivery::check_account(policy, &address, &account)?;
@@ -584,22 +632,18 @@ impl Session {
         );
         let mut sink = self.new_sink();
         let mut decoder = DotDecoder::new();
-        let timeout = self.runtime.config.data_timeout;
+        let mut transfer = Transfer::start(self.runtime.config.data_timeout);
         loop {
-            if let Err(e) = self.conn.fill(timeout, false) {
+            if let Err(e) = transfer.wait().and_then(|wait| self.conn.fill(wait, false)) {
                 return self.end_on_read_error(e);
             }
             let input = self.conn.buffered();
             let end = decoder.feed(input, &mut |bytes| sink.write(bytes));
-            match end {
-                Some(used) => {
-                    self.conn.consume(used);
-                    break;
-                }
-                None => {
-                    let all = input.len();
-                    self.conn.consume(all);
-                }
+            let used = end.unwrap_or(input.len());
+            self.conn.consume(used);
+            transfer.received += used as u64;
+            if end.is_some() {
+                break;
             }
         }
         self.last_command = "END-OF-MESSAGE";
@@ -659,16 +703,17 @@ impl Session {
         size: u64,
         mut target: Option<(&mut ChunkDecoder, &mut MessageSink)>,
     ) -> Result<(), ReadError> {
-        let timeout = self.runtime.config.data_timeout;
+        let mut transfer = Transfer::start(self.runtime.config.data_timeout);
         let mut left = size;
         while left > 0 {
-            self.conn.fill(timeout, false)?;
+            self.conn.fill(transfer.wait()?, false)?;
             let input = self.conn.buffered();
             let take = (input.len() as u64).min(left) as usize;
             if let Some((decoder, sink)) = target.as_mut() {
                 decoder.feed(&input[..take], &mut |bytes| sink.write(bytes));
             }
             self.conn.consume(take);
+            transfer.received += take as u64;
             left -= take as u64;
         }
         Ok(())
@@ -728,7 +773,11 @@ impl Session {
                 "{} Service shutting down, try again later",
                 self.runtime.config.hostname
             );
-            self.reply(Status::ServiceUnavailable.reply(text), "", None);
+            self.reply(
+                Status::ServiceUnavailable.reply(text),
+                "after END-OF-MESSAGE",
+                None,
+            );
             return Flow::Close;
         }
         Flow::Continue
@@ -763,9 +812,12 @@ impl Session {
     /// Writes the one log line for a recipient's outcome.
     fn log_outcome(&self, target: &Target, outcome: &Outcome, started: Instant) {
         let delay = started.elapsed();
-        let mut line = format!("{}: to=<{}>", self.id, target.address);
-        if target.recipient.detail.is_some() || target.address != target.recipient.to_string() {
-            line.push_str(&format!(", account={}", target.account.name));
+        // As in Postfix: to= is the recipient without +detail, orig_to= the
+        // address as the client gave it, when they differ.
+        let final_recipient = target.recipient.to_string();
+        let mut line = format!("{}: to=<{final_recipient}>", self.id);
+        if target.address != final_recipient {
+            line.push_str(&format!(", orig_to=<{}>", target.address));
         }
         line.push_str(&format!(", uid={}", target.account.uid));
         if let Some(d) = &outcome.delivered {
@@ -785,6 +837,38 @@ impl Session {
             "sent" | "bounced" => log::info!("{line}"),
             _ => log::warn!("{line}"),
         }
+    }
+}
+
+/// Slowest average rate accepted for message data once `data_timeout` has
+/// passed, in bytes per second; Postfix's `smtpd_min_data_rate` has the
+/// same default.
+const MIN_DATA_RATE: u64 = 500;
+
+/// The time limits of one DATA or BDAT transfer: each read waits at most
+/// `data_timeout`, and the whole transfer may take `data_timeout` plus one
+/// second per [`MIN_DATA_RATE`] bytes received, so a client trickling bytes
+/// cannot keep a worker for ever.
+struct Transfer {
+    started: Instant,
+    timeout: Duration,
+    received: u64,
+}
+
+impl Transfer {
+    fn start(timeout: Duration) -> Transfer {
+        Transfer {
+            started: Instant::now(),
+            timeout,
+            received: 0,
+        }
+    }
+
+    /// Returns how long the next read may wait, or a timeout error.
+    fn wait(&self) -> Result<Duration, ReadError> {
+        let allowed = self.timeout + Duration::from_secs(self.received / MIN_DATA_RATE);
+        let deadline = self.started + allowed;
+        super::conn::time_left(deadline).map(|left| left.min(self.timeout))
     }
 }
 

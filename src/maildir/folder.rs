@@ -103,13 +103,21 @@ fn flush_utf16(pending: &mut Vec<u16>, out: &mut String) {
     pending.clear();
 }
 
+/// Longest folder name made from a detail. File names are limited to 255
+/// bytes, and Courier adds its own suffixes in some places.
+const MAX_DETAIL_FOLDER: usize = 200;
+
 /// Turns an address detail into an on-disk folder name (without the dot);
-/// `None` when the detail is empty, names INBOX, or is not a valid folder.
+/// `None` when the detail is empty, names INBOX, is too long, or is not a
+/// valid folder, so the message goes to INBOX.
 pub fn folder_for_detail(detail: &str) -> Option<String> {
     if detail.is_empty() || detail.eq_ignore_ascii_case("inbox") {
         return None;
     }
     let encoded = encode_modified_utf7(detail);
+    if encoded.len() > MAX_DETAIL_FOLDER {
+        return None;
+    }
     validate_folder_name(&encoded).ok().map(|_| encoded)
 }
 
@@ -150,5 +158,6 @@ mod tests {
         assert_eq!(folder_for_detail("INBOX"), None);
         assert_eq!(folder_for_detail("../x"), None);
         assert_eq!(folder_for_detail("a/b"), None);
+        assert_eq!(folder_for_detail(&"x".repeat(300)), None);
     }
 }

@@ -189,7 +189,11 @@ impl Maildir {
             .map_err(|e| subdirectory_error(&path, e))?;
         let folder = Maildir::with_subdirectories(path.clone(), fd)?;
         mark_folder(&folder)?;
-        subscribe(self, name)?;
+        // The folder is usable without the subscription; IMAP clients can
+        // subscribe it themselves, so a failure here does not defer mail.
+        if let Err(e) = subscribe(self, name) {
+            log::warn!("folder {} created, but not subscribed: {e}", path.display());
+        }
         Ok(Some(folder))
     }
 
@@ -304,26 +308,59 @@ fn mark_folder(folder: &Maildir) -> Result<(), DeliveryError> {
     }
 }
 
+/// Longest `courierimapsubscribed` read; a longer file is treated as not
+/// listing the folder, which at worst adds a duplicate line.
+const MAX_SUBSCRIPTIONS_READ: u64 = 64 * 1024;
+
 /// Adds `INBOX.<name>` to `courierimapsubscribed` unless it is listed.
 fn subscribe(root: &Maildir, name: &str) -> Result<(), DeliveryError> {
     const FILE: &str = "courierimapsubscribed";
     let path = root.path.join(FILE);
     let entry = format!("INBOX.{name}");
-    match sys::open_file_at(root.dir.as_fd(), OsStr::new(FILE)) {
-        Ok(fd) => {
-            let text = std::io::read_to_string(File::from(fd)).unwrap_or_default();
-            if text.lines().any(|l| l == entry) {
+    match read_regular_file(root.dir.as_fd(), OsStr::new(FILE), MAX_SUBSCRIPTIONS_READ) {
+        Ok((_, text)) => {
+            if text
+                .split(|&b| b == b'\n')
+                .any(|line| line == entry.as_bytes())
+            {
                 return Ok(());
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => return Err(DeliveryError::io(Step::CreateFolder, &path, e)),
     }
-    let fd = sys::open_append_at(root.dir.as_fd(), OsStr::new(FILE), FILE_MODE)
+    let mut file = open_regular_for_append(root.dir.as_fd(), OsStr::new(FILE))
         .map_err(|e| DeliveryError::io(Step::CreateFolder, &path, e))?;
-    File::from(fd)
-        .write_all(format!("{entry}\n").as_bytes())
+    file.write_all(format!("{entry}\n").as_bytes())
         .map_err(|e| DeliveryError::io(Step::CreateFolder, &path, e))
+}
+
+/// Reads at most `max` bytes of the regular file `name` in `dir`, with its
+/// status; a FIFO, device or other special file is an error, never waited on.
+pub fn read_regular_file(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    max: u64,
+) -> io::Result<(sys::FileStatus, Vec<u8>)> {
+    use std::io::Read;
+    let fd = sys::open_file_at(dir, name)?;
+    let status = sys::fstat(fd.as_fd())?;
+    if !status.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    File::from(fd).take(max).read_to_end(&mut bytes)?;
+    Ok((status, bytes))
+}
+
+/// Opens (creating if needed) the regular file `name` in `dir` for
+/// appending; a FIFO, device or other special file is an error.
+pub fn open_regular_for_append(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    let fd = sys::open_append_at(dir, name, FILE_MODE)?;
+    if !sys::fstat(fd.as_fd())?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(File::from(fd))
 }
 
 /// A stored message.
@@ -407,8 +444,16 @@ pub fn deliver(
 
     // Make the new directory entry durable before anyone is told.
     if fsync {
-        sys::fsync(maildir.new.as_fd())
-            .map_err(|e| DeliveryError::io(Step::SyncDirectory, &new_path, e))?;
+        if let Err(e) = sys::fsync(maildir.new.as_fd()) {
+            // The client gets a 4xx and sends again, so the file must go.
+            if let Err(unlink) = sys::unlink_at(maildir.new.as_fd(), OsStr::new(&final_name)) {
+                log::warn!(
+                    "cannot remove {} after a failed fsync: {unlink}",
+                    new_path.display()
+                );
+            }
+            return Err(DeliveryError::io(Step::SyncDirectory, &new_path, e));
+        }
     }
     Ok(Delivered {
         path: new_path,

@@ -23,7 +23,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,12 +54,12 @@ impl QuotaLimit {
     pub fn parse(text: &str) -> Option<QuotaLimit> {
         let mut limit = QuotaLimit::default();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (digits, kind) = item.split_at(item.len() - 1);
-            let value: u64 = digits.trim().parse().ok()?;
-            match kind {
-                "S" => limit.bytes = Some(value),
-                "C" => limit.count = Some(value),
-                _ => return None,
+            if let Some(digits) = item.strip_suffix('S') {
+                limit.bytes = Some(digits.trim().parse().ok()?);
+            } else if let Some(digits) = item.strip_suffix('C') {
+                limit.count = Some(digits.trim().parse().ok()?);
+            } else {
+                return None;
             }
         }
         (limit.bytes.is_some() || limit.count.is_some()).then_some(limit)
@@ -68,12 +68,13 @@ impl QuotaLimit {
     /// Reports whether `usage` plus one message of `size` bytes stays within
     /// every limit.
     pub fn allows(&self, usage: Usage, size: u64) -> bool {
-        let bytes_ok = self
-            .bytes
-            .is_none_or(|max| usage.bytes.saturating_add(size as i64) <= max as i64);
-        let count_ok = self
-            .count
-            .is_none_or(|max| usage.count.saturating_add(1) <= max as i64);
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let bytes_ok = self.bytes.is_none_or(|max| {
+            usage.bytes.saturating_add(size) <= i64::try_from(max).unwrap_or(i64::MAX)
+        });
+        let count_ok = self.count.is_none_or(|max| {
+            usage.count.saturating_add(1) <= i64::try_from(max).unwrap_or(i64::MAX)
+        });
         bytes_ok && count_ok
     }
 }
@@ -176,16 +177,17 @@ pub fn check(
 pub fn record(root: &Maildir, size: u64) -> Result<(), DeliveryError> {
     let path = root.path.join(QUOTA_FILE);
     match sys::stat_at(root.dir.as_fd(), OsStr::new(QUOTA_FILE)) {
-        Ok(st) if st.is_file() => {}
-        Ok(_) => return Ok(()),
+        Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(DeliveryError::io(Step::Quota, &path, e)),
     }
-    let fd = sys::open_append_at(root.dir.as_fd(), OsStr::new(QUOTA_FILE), FILE_MODE)
+    // The owner may swap the file for a FIFO after the check above; the
+    // open does not block and the type is checked on the descriptor.
+    let file = super::open_regular_for_append(root.dir.as_fd(), OsStr::new(QUOTA_FILE))
         .map_err(|e| DeliveryError::io(Step::Quota, &path, e))?;
     let line = format!("{size} 1\n");
     // One write call, so lines from concurrent deliveries never interleave.
-    let written = sys::write(std::os::fd::AsRawFd::as_raw_fd(&fd), line.as_bytes())
+    let written = sys::write(std::os::fd::AsRawFd::as_raw_fd(&file), line.as_bytes())
         .map_err(|e| DeliveryError::io(Step::Quota, &path, e))?;
     if written != line.len() {
         return Err(DeliveryError::io(
@@ -206,13 +208,7 @@ fn now_seconds() -> i64 {
 
 /// Reads and parses `maildirsize`; `None` when missing or unusable.
 fn read_quota_file(root: BorrowedFd<'_>) -> Option<QuotaFile> {
-    let fd = sys::open_file_at(root, OsStr::new(QUOTA_FILE)).ok()?;
-    let status = sys::fstat(fd.as_fd()).ok()?;
-    if !status.is_file() {
-        return None;
-    }
-    let mut text = Vec::new();
-    File::from(fd).take(MAX_READ).read_to_end(&mut text).ok()?;
+    let (status, text) = super::read_regular_file(root, OsStr::new(QUOTA_FILE), MAX_READ).ok()?;
     let text = String::from_utf8(text).ok()?;
     let mut lines = text.split('\n');
     let quota = lines.next()?.trim().to_string();
@@ -245,12 +241,7 @@ fn read_quota_file(root: BorrowedFd<'_>) -> Option<QuotaFile> {
 /// Returns the first line of `maildirsize` even when the rest is corrupt,
 /// so a quota kept only there survives a rebuild.
 fn read_first_line(root: BorrowedFd<'_>) -> Option<String> {
-    let fd = sys::open_file_at(root, OsStr::new(QUOTA_FILE)).ok()?;
-    if !sys::fstat(fd.as_fd()).ok()?.is_file() {
-        return None;
-    }
-    let mut head = Vec::new();
-    File::from(fd).take(1024).read_to_end(&mut head).ok()?;
+    let (_, head) = super::read_regular_file(root, OsStr::new(QUOTA_FILE), 1024).ok()?;
     let line = head.split(|&b| b == b'\n').next()?;
     let line = std::str::from_utf8(line).ok()?.trim();
     QuotaLimit::parse(line).map(|_| line.to_string())
@@ -343,8 +334,10 @@ fn add_directory_usage(dir: BorrowedFd<'_>, usage: &mut Usage) -> std::io::Resul
                     _ => continue,
                 },
             };
-            usage.bytes += size as i64;
-            usage.count += 1;
+            usage.bytes = usage
+                .bytes
+                .saturating_add(i64::try_from(size).unwrap_or(i64::MAX));
+            usage.count = usage.count.saturating_add(1);
         }
     }
     Ok(())
