@@ -16,10 +16,10 @@ DESTDIR    ?=
 CARGO      ?= cargo
 INSTALL    ?= install
 
-BINARY  = target/release/zoha
+BINARY  = $(or $(CARGO_TARGET_DIR),target)/release/zoha
 MANPAGES = man/zoha.8 man/zoha.conf.5 man/zoha-userdb.5
 
-.PHONY: all build run test unit lint check-docs e2e bench install uninstall clean
+.PHONY: all build run test unit lint check-docs install-check e2e bench install uninstall clean
 
 all: build
 
@@ -31,7 +31,7 @@ $(BINARY): build
 run: build
 	sh contrib/demo.sh
 
-test: lint check-docs unit
+test: lint check-docs unit install-check
 
 unit:
 	$(CARGO) test --locked --release
@@ -42,6 +42,9 @@ lint:
 
 check-docs: build
 	sh tests/check-docs.sh $(BINARY)
+
+install-check: build
+	sh tests/install.sh $(BINARY)
 
 e2e: build
 	ZOHA=$(BINARY) bash tests/e2e/run.sh
@@ -63,7 +66,8 @@ install: build
 		echo "keeping the existing $(DESTDIR)$(sysconfdir)/zoha/zoha.conf"; \
 	fi
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(docdir)/README.md
-	cp -R contrib $(DESTDIR)$(docdir)/contrib
+	$(INSTALL) -d $(DESTDIR)$(docdir)/contrib
+	cp -R contrib/. $(DESTDIR)$(docdir)/contrib/
 
 uninstall:
 	rm -f $(DESTDIR)$(sbindir)/zoha $(DESTDIR)$(mandir)/man8/zoha.8 \
