@@ -226,7 +226,7 @@ fn quota_verdict(
         if crate::sys::stat_path_nofollow(&account.maildir)
             .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
         {
-            return Ok(quota::Verdict::Unlimited);
+            return Ok(quota::check_empty(account.quota.as_deref(), size));
         }
         let root = Maildir::open_root(&account.maildir, account.uid)?;
         quota::check(&root, account.quota.as_deref(), size)
@@ -382,8 +382,10 @@ fn store(
     let root = Maildir::open_root(&account.maildir, account.uid)?;
 
     // Check the quota with the real size before creating anything.
+    // The name is chosen now, so the size checked is the size stored.
+    let name = maildir::name::UniqueName::next(&policy.hostname);
     let headers = |id: &str| added_headers(policy, envelope, &target.address, id);
-    let estimate = headers("0000000000.M000000P0000000Q0000000").len() as u64 + content.spool.len();
+    let estimate = headers(&name.id).len() as u64 + content.spool.len();
     if let quota::Verdict::Over { quota, usage } =
         quota::check(&root, account.quota.as_deref(), estimate)?
     {
@@ -404,6 +406,7 @@ fn store(
 
     let delivered = maildir::deliver(
         destination,
+        name,
         &policy.hostname,
         Message {
             headers: &headers,

@@ -216,13 +216,13 @@ mod tests {
 
     #[test]
     fn reply_full() {
-        let reply = "USERNAME=alice\nUID=5000\nGID=5001\nHOME=/srv/alice\nMAILDIR=/srv/alice/Mail\nQUOTA=100S\nOPTIONS=disableinbox=1,mailhost=b\nADDRESS=alice@example.org\n.\n";
+        let reply = "USERNAME=alice\nUID=5000\nGID=5001\nHOME=/srv/alice\nMAILDIR=/srv/alice/Mail\nQUOTA=100S\nOPTIONS=disableimap=1,mailhost=b\nADDRESS=alice@example.org\n.\n";
         match parse_reply(reply, "alice@example.org", "authdaemon:/s") {
             Lookup::Found(a) => {
                 assert_eq!((a.uid, a.gid), (5000, 5001));
                 assert_eq!(a.maildir, Path::new("/srv/alice/Mail"));
                 assert_eq!(a.quota.as_deref(), Some("100S"));
-                assert!(a.option_enabled("disableinbox"));
+                assert_eq!(a.option("disableimap"), Some("1"));
                 assert_eq!(a.mailhost(), Some("b"));
             }
             other => panic!("{other:?}"),

@@ -61,16 +61,6 @@ impl Account {
     pub fn mailhost(&self) -> Option<&str> {
         self.option("mailhost").filter(|h| !h.is_empty())
     }
-
-    /// Reports whether a boolean Courier option such as `disableinbox` is on
-    /// (`1`, `y`, `yes`, `true` or `on`, any case).
-    pub fn option_enabled(&self, name: &str) -> bool {
-        self.option(name).is_some_and(|v| {
-            ["1", "y", "yes", "true", "on"]
-                .iter()
-                .any(|t| v.eq_ignore_ascii_case(t))
-        })
-    }
 }
 
 /// Parses Courier's `options` field: `name=value` pairs separated by commas.
@@ -344,9 +334,9 @@ mod tests {
 
     #[test]
     fn options_parsing() {
-        let opts = parse_options("mailhost=node-a, disableinbox=1,wbnochangepass");
+        let opts = parse_options("mailhost=node-a, disableimap=1,wbnochangepass");
         assert_eq!(opts[0], ("mailhost".to_string(), "node-a".to_string()));
-        assert_eq!(opts[1], ("disableinbox".to_string(), "1".to_string()));
+        assert_eq!(opts[1], ("disableimap".to_string(), "1".to_string()));
         assert_eq!(opts[2], ("wbnochangepass".to_string(), "1".to_string()));
     }
 

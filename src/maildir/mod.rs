@@ -407,12 +407,13 @@ impl Drop for TemporaryFile<'_> {
 /// flushes (benchmarks only).
 pub fn deliver(
     maildir: &Maildir,
+    name: UniqueName,
     host: &str,
     message: Message<'_>,
     fsync: bool,
 ) -> Result<Delivered, DeliveryError> {
-    // Create the file in tmp/ under a fresh unique name.
-    let (unique, fd) = create_temporary(maildir, host)?;
+    // Create the file in tmp/ under `name`, or a fresh name if it is taken.
+    let (unique, fd) = create_temporary(maildir, name, host)?;
     let mut guard = TemporaryFile {
         dir: maildir.tmp(),
         name: unique.base.clone(),
@@ -463,10 +464,15 @@ pub fn deliver(
     })
 }
 
-fn create_temporary(maildir: &Maildir, host: &str) -> Result<(UniqueName, OwnedFd), DeliveryError> {
+fn create_temporary(
+    maildir: &Maildir,
+    first: UniqueName,
+    host: &str,
+) -> Result<(UniqueName, OwnedFd), DeliveryError> {
     let mut last_error = None;
+    let mut candidate = Some(first);
     for _ in 0..NAME_ATTEMPTS {
-        let unique = UniqueName::next(host);
+        let unique = candidate.take().unwrap_or_else(|| UniqueName::next(host));
         match sys::create_exclusive_at(maildir.tmp(), OsStr::new(&unique.base), FILE_MODE, false) {
             Ok(fd) => return Ok((unique, fd)),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => last_error = Some(e),
@@ -538,6 +544,7 @@ mod tests {
         let headers = |id: &str| format!("X-Id: {id}\n").into_bytes();
         let d = deliver(
             &md,
+            UniqueName::next("host:a/b"),
             "host:a/b",
             Message {
                 headers: &headers,

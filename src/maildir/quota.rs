@@ -115,6 +115,8 @@ struct QuotaFile {
     usage: Usage,
     size: u64,
     mtime: i64,
+    /// Number of `<bytes> <count>` lines after the quota line.
+    lines: usize,
 }
 
 /// Decides whether a message of `size` bytes may go into the Maildir whose
@@ -142,10 +144,19 @@ pub fn check(
         return Ok(Verdict::Unlimited);
     };
 
-    let usable = file.filter(|f| f.quota == quota_text && f.size < REBUILD_SIZE);
-    let (usage, mtime) = match usable {
-        Some(f) => (f.usage, Some(f.mtime)),
-        None => (rebuild(root, &quota_text)?, None),
+    // Negative totals mean the file lost track (deletions counted twice).
+    let usable = file.filter(|f| {
+        f.quota == quota_text && f.size < REBUILD_SIZE && f.usage.bytes >= 0 && f.usage.count >= 0
+    });
+    let (usage, recheck) = match usable {
+        // As Courier does: an over-quota verdict is checked by recounting
+        // when the file has several size lines (deletions may have been
+        // missed) or is 15 minutes old or older.
+        Some(f) => (
+            f.usage,
+            f.lines > 1 || now_seconds() - f.mtime >= STALE_SECONDS,
+        ),
+        None => (rebuild(root, &quota_text)?, false),
     };
     if limit.allows(usage, size) {
         return Ok(Verdict::Fits {
@@ -153,8 +164,7 @@ pub fn check(
             usage,
         });
     }
-    let stale = mtime.is_some_and(|m| now_seconds() - m > STALE_SECONDS);
-    if stale {
+    if recheck {
         let usage = rebuild(root, &quota_text)?;
         if limit.allows(usage, size) {
             return Ok(Verdict::Fits {
@@ -171,6 +181,22 @@ pub fn check(
         quota: quota_text,
         usage,
     })
+}
+
+/// Decides for a mailbox that holds no mail yet (its Maildir does not
+/// exist): only the account's own quota applies, with nothing in use.
+pub fn check_empty(account_quota: Option<&str>, size: u64) -> Verdict {
+    let Some((quota, limit)) = account_quota.and_then(|q| QuotaLimit::parse(q).map(|l| (q, l)))
+    else {
+        return Verdict::Unlimited;
+    };
+    let usage = Usage::default();
+    let quota = quota.to_string();
+    if limit.allows(usage, size) {
+        Verdict::Fits { quota, usage }
+    } else {
+        Verdict::Over { quota, usage }
+    }
 }
 
 /// Appends `<size> 1` to `maildirsize` after a delivery, if the file exists.
@@ -213,10 +239,12 @@ fn read_quota_file(root: BorrowedFd<'_>) -> Option<QuotaFile> {
     let mut lines = text.split('\n');
     let quota = lines.next()?.trim().to_string();
     let mut usage = Usage::default();
+    let mut size_lines = 0;
     for line in lines {
         if line.trim().is_empty() {
             continue;
         }
+        size_lines += 1;
         let mut fields = line.split_whitespace();
         let bytes: i64 = fields.next()?.parse().ok()?;
         let count: i64 = fields.next()?.parse().ok()?;
@@ -235,6 +263,7 @@ fn read_quota_file(root: BorrowedFd<'_>) -> Option<QuotaFile> {
         usage,
         size: status.size,
         mtime: status.mtime,
+        lines: size_lines,
     })
 }
 
@@ -306,6 +335,17 @@ fn measure(root: &Maildir) -> Result<Usage, DeliveryError> {
     Ok(usage)
 }
 
+/// Reports whether a Maildir file name carries the `T` (trashed) flag in
+/// its `:2,` info; Courier leaves such messages out of the quota.
+fn is_marked_deleted(name: &str) -> bool {
+    name.split_once(":2,").is_some_and(|(_, flags)| {
+        flags
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .any(|b| b == b'T')
+    })
+}
+
 /// Adds the messages of `dir/new` and `dir/cur` to `usage`.
 fn add_directory_usage(dir: BorrowedFd<'_>, usage: &mut Usage) -> std::io::Result<()> {
     for sub in ["new", "cur"] {
@@ -323,7 +363,7 @@ fn add_directory_usage(dir: BorrowedFd<'_>, usage: &mut Usage) -> std::io::Resul
         };
         for entry in sys::read_dir_names(fd.as_fd())? {
             let Some(text) = entry.to_str() else { continue };
-            if text.starts_with('.') {
+            if text.starts_with('.') || is_marked_deleted(text) {
                 continue;
             }
             let size = match name::size_from_name(text) {
@@ -440,6 +480,14 @@ mod tests {
     }
 
     #[test]
+    fn trashed_flag_detected() {
+        assert!(is_marked_deleted("1.M1P1Q1.h,S=10:2,ST"));
+        assert!(is_marked_deleted("1.M1P1Q1.h:2,T"));
+        assert!(!is_marked_deleted("1.M1P1Q1.h,S=10:2,S"));
+        assert!(!is_marked_deleted("1.M1P1Q1.h,S=10"));
+    }
+
+    #[test]
     fn over_quota_reported() {
         let (md, base) = maildir("over");
         put(&base, "new/1.M1P1Q1.h,S=900", 1);
@@ -498,6 +546,19 @@ mod tests {
             }
         );
         std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn empty_mailbox_uses_account_quota() {
+        assert_eq!(check_empty(None, 5000), Verdict::Unlimited);
+        assert!(matches!(
+            check_empty(Some("1000S"), 5000),
+            Verdict::Over { .. }
+        ));
+        assert!(matches!(
+            check_empty(Some("1000S"), 1000),
+            Verdict::Fits { .. }
+        ));
     }
 
     #[test]
