@@ -3,7 +3,7 @@
 //! Accepts dot-string and quoted-string local parts, UTF-8 in local parts and
 //! domains (RFC 6531), domain names and address literals, the null path `<>`
 //! (for MAIL), the bare `<Postmaster>` (for RCPT), and source routes
-//! (`<@a,@b:user@host>`, tolerated and dropped as RFC 5321 section 3.3 asks).
+//! (`<@a,@b:user@host>`, tolerated and dropped as RFC 5321 section 3.3 requires).
 //! Parameters follow the closing bracket as `KEYWORD[=value]` words.
 //!
 //! Exports [`Mailbox`], [`parse_reverse_path`], [`parse_forward_path`] and
@@ -58,10 +58,10 @@ pub struct Parameter {
     pub value: Option<String>,
 }
 
-/// Where a path failed to parse.
+/// A path that failed to parse, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressError {
-    /// What was wrong, for the reply text.
+    /// The syntax problem, for the reply text.
     pub reason: &'static str,
 }
 

@@ -21,7 +21,7 @@ pub const EXIT_CONFIG: i32 = 1;
 /// Exit status for a usage error.
 pub const EXIT_USAGE: i32 = 2;
 
-/// What the command line asks for.
+/// The action requested on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Run the daemon.
@@ -207,7 +207,8 @@ fn fail_inetd(error: &str) -> i32 {
 
 fn serve(options: &Options, config: Config) -> Result<i32, String> {
     // Under systemd, standard error and syslog both end in the journal, so
-    // lines would appear twice: JOURNAL_STREAM says standard error is the journal.
+    // lines would appear twice. JOURNAL_STREAM is set when standard error
+    // is the journal.
     let stderr = options.foreground && std::env::var_os("JOURNAL_STREAM").is_none();
     start_logging(&config, stderr)?;
     let inherited = daemon::inherited_sockets();

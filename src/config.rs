@@ -41,7 +41,7 @@ const fn setting(name: &'static str, default: &'static str) -> Setting {
     Setting { name, default }
 }
 
-/// Every setting Zoha knows, with its default, in documentation order.
+/// Every setting, with its default, in documentation order.
 pub const SETTINGS: &[Setting] = &[
     setting("listen", "127.0.0.1:24"),
     setting("unix_socket_mode", "0660"),
@@ -74,7 +74,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("authdaemon_timeout", "10"),
 ];
 
-/// Where Zoha accepts connections.
+/// An address Zoha accepts connections on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
     /// A TCP address, IPv4 or IPv6.
@@ -103,7 +103,7 @@ pub enum SourceSpec {
     Authdaemon(PathBuf),
 }
 
-/// What `quota_reply` selects for a mailbox over quota.
+/// The reply for a mailbox over quota (`quota_reply`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaReply {
     /// `452 4.2.2`: the sender retries.
@@ -112,7 +112,7 @@ pub enum QuotaReply {
     Reject,
 }
 
-/// What `detail_folders` selects for `user+detail` addresses.
+/// The folder choice for `user+detail` addresses (`detail_folders`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DetailFolders {
     /// Always deliver to INBOX.
@@ -206,7 +206,7 @@ pub struct ConfigError {
     pub file: PathBuf,
     /// 1-based line number, or 0 when not tied to a line.
     pub line: usize,
-    /// What is wrong and the accepted form.
+    /// The problem and the accepted form.
     pub message: String,
 }
 

@@ -40,7 +40,7 @@ fn taint_thread() {
 /// A failed credential operation.
 #[derive(Debug)]
 pub struct CredentialError {
-    /// What was attempted, with the ids.
+    /// The operation attempted, with the ids.
     pub operation: String,
     /// The OS error, or a description of the mismatch.
     pub source: io::Error,

@@ -262,8 +262,8 @@ pub fn run(
     config: Config,
     inherited: Option<Vec<(OwnedFd, String)>>,
 ) -> Result<i32, String> {
-    // The lock comes first, so a second instance says so instead of
-    // failing to bind.
+    // The lock comes first, so a second instance reports that zoha is
+    // running instead of failing to bind.
     let mut pid_file = if options.foreground {
         None
     } else {

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 /// Bytes of a message kept in memory before the spool moves to a file.
 pub const SPOOL_MEMORY_LIMIT: usize = 256 * 1024;
 
-/// Longest spam header value kept for matching; the rest is ignored.
+/// Maximum length of a captured header value; the rest is ignored.
 const MAX_CAPTURED_VALUE: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +214,7 @@ struct HeaderFilter {
     captured: Option<Vec<u8>>,
 }
 
-/// Longest field name looked at; longer names are kept unexamined.
+/// Maximum length of a field name that is examined; longer names are kept.
 const MAX_FIELD_NAME: usize = 64;
 
 impl HeaderFilter {
@@ -359,7 +359,7 @@ impl Spool {
         }
     }
 
-    /// Appends `bytes`, moving to a file once memory holds [`SPOOL_MEMORY_LIMIT`].
+    /// Appends `bytes`, moving to a file once memory contains [`SPOOL_MEMORY_LIMIT`] bytes.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.len += bytes.len() as u64;
         self.lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -474,8 +474,8 @@ fn create_named_then_unlink(directory: &Path) -> io::Result<File> {
     Err(io::Error::other("cannot find a free spool file name"))
 }
 
-/// Where decoded content goes during DATA or BDAT: the header filter, the
-/// size limit, the spool, and the latched errors.
+/// The receiver of decoded content during DATA or BDAT: the header filter,
+/// the size limit, the spool, and the latched errors.
 #[derive(Debug)]
 pub struct MessageSink {
     filter: HeaderFilter,

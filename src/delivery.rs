@@ -28,7 +28,7 @@ use crate::data::Content;
 use crate::maildir::{self, folder, quota, Delivered, DeliveryError, Maildir, Message};
 use crate::status::{address_for_reply, Reply, Status};
 
-/// How the daemon may act for mailbox owners.
+/// The credential mode: how the daemon acts for mailbox owners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Running as root: switch to each owner's credentials per delivery.
@@ -106,7 +106,7 @@ pub struct Target {
     pub account: Account,
 }
 
-/// A refusal: the reply and what the log should say beyond it.
+/// A refusal: the reply, and details for the log only.
 #[derive(Debug)]
 pub struct Refusal {
     /// The reply for the client.
@@ -215,7 +215,7 @@ pub fn quota_usage(
 }
 
 /// Checks a message of `size` bytes against the quota, as the owner. A
-/// Maildir that does not exist yet holds no mail: it is created at
+/// Maildir that does not exist yet contains no mail: it is created at
 /// delivery, not for a transaction that may never send data.
 fn quota_verdict(
     policy: &Policy,
@@ -254,7 +254,7 @@ fn as_owner<T>(
     }
 }
 
-/// What the Received and Return-Path headers need to know.
+/// The envelope data for the Received and Return-Path headers.
 #[derive(Debug, Clone)]
 pub struct Envelope {
     /// The MAIL FROM address as given, empty for `<>`.
@@ -370,7 +370,7 @@ impl From<DeliveryError> for Stored {
     }
 }
 
-/// The part of a delivery that runs with the owner's credentials.
+/// Stores the message with the owner's credentials (the caller switched them).
 fn store(
     policy: &Policy,
     envelope: &Envelope,

@@ -94,7 +94,7 @@ pub struct LogSettings {
     pub facility: Facility,
     /// Also write to standard error.
     pub stderr: bool,
-    /// The most verbose level logged.
+    /// The maximum (most verbose) level logged.
     pub level: log::LevelFilter,
 }
 

@@ -95,7 +95,7 @@ impl Authdaemon {
     }
 }
 
-/// Reports whether `reply` holds a whole answer: `FAIL` or lines ending in `.`.
+/// Reports whether `reply` is complete: `FAIL`, or lines ending in `.`.
 fn is_complete(reply: &[u8]) -> bool {
     reply == b"FAIL\n"
         || reply.starts_with(b"FAIL\n")

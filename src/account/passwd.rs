@@ -17,7 +17,7 @@ pub struct Passwd {
 }
 
 impl Passwd {
-    /// Creates the source answering for `local_domains` (lowercased).
+    /// Creates the source for the domains in `local_domains` (lowercased).
     pub fn new(local_domains: Vec<String>) -> Passwd {
         Passwd { local_domains }
     }

@@ -5,7 +5,7 @@
 //! line is checked here; paths and parameters are parsed by
 //! [`crate::address`] and the session.
 //!
-//! Failures: [`CommandError`] for a line that is not valid UTF-8, holds
+//! Failures: [`CommandError`] for a line that is not valid UTF-8, contains
 //! control characters, or names no known verb.
 
 /// A parsed command line.
@@ -35,7 +35,7 @@ pub enum Command {
     NotImplemented(String),
 }
 
-/// Why a line is not a command.
+/// The reason a line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandError {
     /// Invalid UTF-8 or control characters.

@@ -22,7 +22,7 @@ use crate::sys;
 /// Size of the input buffer; also bounds a command line.
 pub const INPUT_BUFFER: usize = 64 * 1024;
 
-/// Why no input is available.
+/// The reason no input is available.
 #[derive(Debug)]
 pub enum ReadError {
     /// The peer closed the connection.

@@ -27,7 +27,7 @@ use crate::data::{ChunkDecoder, Content, DotDecoder, MessageSink};
 use crate::delivery::{self, Envelope, Outcome, Refusal, Target};
 use crate::status::{address_for_reply, classify_io_error, Reply, Status};
 
-/// Longest command line accepted, CRLF excluded. RFC 5321 asks for at least
+/// Maximum length of a command line, CRLF excluded. RFC 5321 asks for at least
 /// 512; SMTPUTF8 addresses and parameters need more.
 pub const MAX_COMMAND_LINE: usize = 4096;
 
@@ -37,7 +37,7 @@ const MAX_LOGGED_REJECTS: u32 = 100;
 /// Longest LHLO argument accepted (a domain name is at most 255 octets).
 const MAX_LHLO_ARGUMENT: usize = 255;
 
-/// Longest command text repeated in a log line.
+/// Maximum length of command text repeated in a log line.
 const MAX_LOGGED_COMMAND: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Drop for Transaction {
     }
 }
 
-/// Where the client is, for logs and the Received header.
+/// The client's address, formatted for logs and the Received header.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     /// For logs: `[192.0.2.1]:4321` or `[local]`.

@@ -9,7 +9,7 @@
 //! Failures: [`validate_folder_name`] returns a reason for names with `/`,
 //! empty levels (which includes `..`), or control characters.
 
-/// Longest folder name made from a detail. File names are limited to 255
+/// Maximum length of a folder name made from a detail. File names are limited to 255
 /// bytes, and Courier adds its own suffixes in some places.
 const MAX_DETAIL_FOLDER: usize = 200;
 

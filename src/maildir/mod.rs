@@ -92,7 +92,7 @@ impl fmt::Display for Step {
 /// A failed delivery step.
 #[derive(Debug)]
 pub struct DeliveryError {
-    /// What was being done.
+    /// The step that failed.
     pub step: Step,
     /// The file or directory involved.
     pub path: PathBuf,
@@ -230,8 +230,8 @@ fn wrong_owner(path: &Path, found_uid: u32, owner_uid: u32) -> DeliveryError {
     }
 }
 
-/// Maps an open error of a Maildir directory: a symbolic link or a
-/// non-directory gets a message that says so.
+/// Maps an open error of a Maildir directory; a symbolic link or a
+/// non-directory gets a message naming the problem.
 fn subdirectory_error(path: &Path, e: io::Error) -> DeliveryError {
     match e.raw_os_error() {
         Some(libc::ELOOP) | Some(libc::ENOTDIR) => DeliveryError {
@@ -443,7 +443,7 @@ pub fn deliver(
         .map_err(|e| DeliveryError::io(Step::Rename, &new_path, e))?;
     guard.armed = false;
 
-    // Make the new directory entry durable before anyone is told.
+    // Make the new directory entry durable before the reply is sent.
     if fsync {
         if let Err(e) = sys::fsync(maildir.new.as_fd()) {
             // The client gets a 4xx and sends again, so the file must go.

@@ -1,7 +1,7 @@
 //! Maildir++ quota, compatible with Courier's maildirquota(7) and deliverquota.
 //!
 //! A quota string such as `10485760S,5000C` limits bytes (`S`) and messages
-//! (`C`). The `maildirsize` file in the Maildir root holds the quota string on
+//! (`C`). The `maildirsize` file in the Maildir root contains the quota string on
 //! its first line and then `<bytes> <count>` lines (negative after deletions)
 //! whose sums are the usage. A delivery is allowed when usage plus the new
 //! message stays within every limit; afterwards one `<size> 1` line is
@@ -109,7 +109,7 @@ pub enum Verdict {
     },
 }
 
-/// What `maildirsize` said, when it could be used.
+/// The contents of a usable `maildirsize`.
 struct QuotaFile {
     quota: String,
     usage: Usage,
@@ -183,7 +183,7 @@ pub fn check(
     })
 }
 
-/// Decides for a mailbox that holds no mail yet (its Maildir does not
+/// Decides for a mailbox that contains no mail yet (its Maildir does not
 /// exist): only the account's own quota applies, with nothing in use.
 pub fn check_empty(account_quota: Option<&str>, size: u64) -> Verdict {
     let Some((quota, limit)) = account_quota.and_then(|q| QuotaLimit::parse(q).map(|l| (q, l)))
