@@ -52,7 +52,8 @@ e2e: build
 bench: build
 	ZOHA=$(BINARY) bash tests/bench/lmtp-throughput.sh
 
-install: build
+install:
+	@test -x $(BINARY) || { echo "$(BINARY) is missing: run make first (as the user with the Rust toolchain)"; exit 1; }
 	$(INSTALL) -d $(DESTDIR)$(sbindir) $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(mandir)/man5 \
 		$(DESTDIR)$(sysconfdir)/zoha $(DESTDIR)$(docdir)
 	$(INSTALL) -m 0755 $(BINARY) $(DESTDIR)$(sbindir)/zoha
@@ -68,6 +69,7 @@ install: build
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(docdir)/README.md
 	$(INSTALL) -d $(DESTDIR)$(docdir)/contrib
 	cp -R contrib/. $(DESTDIR)$(docdir)/contrib/
+	rm -f $(DESTDIR)$(docdir)/contrib/demo.sh
 
 uninstall:
 	rm -f $(DESTDIR)$(sbindir)/zoha $(DESTDIR)$(mandir)/man8/zoha.8 \

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use crate::account::{check_local_part, Accounts, Lookup, Recipient};
 use crate::config::{Config, DEFAULT_CONFIG_PATH, SETTINGS};
 use crate::daemon::{self, StartOptions};
-use crate::delivery::{self, Mode, Policy, Target};
+use crate::delivery::{self, Mode, Policy, Refusal, Target};
 use crate::logging::{self, LogSettings};
+use crate::status::Status;
 
 /// Exit status for a bad configuration or a failed check.
 pub const EXIT_CONFIG: i32 = 1;
@@ -197,7 +198,7 @@ fn start_logging(config: &Config, stderr: bool) -> Result<(), String> {
 fn fail_inetd(error: &str) -> i32 {
     let _ = start_logging(&Config::defaults(), false);
     log::error!("inetd session not started: {error}");
-    let reply = crate::status::Status::ServiceUnavailable
+    let reply = Status::ServiceUnavailable
         .reply("Service not available (configuration error), try again later");
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{reply}\r\n");
@@ -263,6 +264,13 @@ fn check(config: &Config) -> i32 {
         if !config.fsync {
             println!("zoha: warning: fsync = no: deliveries will not be durable");
         }
+        if !config.syslog_socket.exists() {
+            println!(
+                "zoha: warning: syslog_socket {} does not exist; without -f nothing is logged \
+                 until a syslog daemon creates it",
+                config.syslog_socket.display()
+            );
+        }
         return 0;
     }
     for p in &problems {
@@ -281,14 +289,20 @@ fn lookup(config: &Config, address: &str) -> i32 {
     let mailbox = match crate::address::parse_forward_path(&arg) {
         Ok((m, _)) => m,
         Err(e) => {
-            println!("address: {address}\nverdict: 501 invalid address ({e})");
+            let reply = Status::BadRecipient.reply(format!("Bad recipient address syntax: {e}"));
+            println!("address: {address}\nverdict: {reply}");
             return EXIT_CONFIG;
         }
     };
-    println!("address: {}", mailbox.as_given);
+    let given = &mailbox.as_given;
+    println!("address: {given}");
     if let Err(why) = check_local_part(&mailbox.local_part) {
-        println!("verdict: 550 5.1.1 rejected ({why})");
-        return EXIT_CONFIG;
+        return print_refusal(&Refusal::new(
+            Status::UnknownUser,
+            given,
+            "User unknown",
+            why.to_string(),
+        ));
     }
     let recipient = Recipient::new(
         &mailbox.local_part,
@@ -306,12 +320,17 @@ fn lookup(config: &Config, address: &str) -> i32 {
     let account = match Accounts::from_config(config).lookup(&recipient) {
         Lookup::Found(a) => *a,
         Lookup::Unknown => {
-            println!("verdict: 550 5.1.1 unknown user");
-            return EXIT_CONFIG;
+            let detail = format!("no account for {recipient}");
+            return print_refusal(&Refusal::new(
+                Status::UnknownUser,
+                given,
+                "User unknown",
+                detail,
+            ));
         }
         Lookup::Failed(why) => {
-            println!("verdict: 451 lookup failed: {why}");
-            return EXIT_CONFIG;
+            let text = "Temporary lookup failure";
+            return print_refusal(&Refusal::new(Status::LookupFailed, given, text, why));
         }
     };
     print_account(&account);
@@ -327,8 +346,7 @@ fn lookup(config: &Config, address: &str) -> i32 {
     };
     print_folder(config, &target);
     if let Err(r) = delivery::check_account(&policy, &target.address, &target.account) {
-        println!("verdict: {} ({})", r.reply, r.detail);
-        return EXIT_CONFIG;
+        return print_refusal(&r);
     }
     match delivery::quota_usage(&policy, &target.account) {
         Ok(Some((quota, usage))) => {
@@ -345,11 +363,14 @@ fn lookup(config: &Config, address: &str) -> i32 {
             println!("verdict: deliver");
             0
         }
-        Err(r) => {
-            println!("verdict: {} ({})", r.reply, r.detail);
-            EXIT_CONFIG
-        }
+        Err(r) => print_refusal(&r),
     }
+}
+
+/// Prints the reply RCPT would get, with the details the log would show.
+fn print_refusal(refusal: &Refusal) -> i32 {
+    println!("verdict: {} ({})", refusal.reply, refusal.detail);
+    EXIT_CONFIG
 }
 
 fn print_account(account: &crate::account::Account) {

@@ -378,7 +378,8 @@ fn syslog_detached_pid_is_daemon() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let started = sink.wait_for("started");
+    // "not started as root" comes before the fork; the start line after it.
+    let started = sink.wait_for(" started: ");
     let record = parse_record(&started).unwrap_or_else(|e| panic!("{e}"));
     let pid: u32 = fs::read_to_string(&pid_file)
         .expect("read the pid file")

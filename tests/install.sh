@@ -4,9 +4,9 @@
 # usage: sh tests/install.sh [BINARY]
 #
 # With BINARY (for example target/release/zoha from `make build`), the
-# Makefile installs that file and builds nothing, because CARGO=true turns
-# its build step into a no-op. Without BINARY, `make install` builds the
-# release binary itself. Root is not needed. The exit status is 0 when
+# Makefile installs that file; CARGO=true keeps any build step from running.
+# Without BINARY, the Makefile's own target/release/zoha must exist, because
+# `make install` does not build. Root is not needed. The exit status is 0 when
 # every check passes and 1 otherwise. Each failed check prints one FAIL
 # line.
 

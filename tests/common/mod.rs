@@ -40,7 +40,9 @@ pub fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
-    eprintln!("skipped {test}: needs root (run the tests as root to include it)");
+    // Written to the stderr handle directly: libtest captures eprintln!.
+    let note = format!("skipped {test}: needs root (run the tests as root to include it)\n");
+    let _ = std::io::stderr().write_all(note.as_bytes());
     true
 }
 
