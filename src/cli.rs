@@ -281,69 +281,16 @@ fn check(config: &Config) -> i32 {
 
 /// `-l ADDRESS`: prints what a delivery would do.
 fn lookup(config: &Config, address: &str) -> i32 {
-    let arg = if address.starts_with('<') {
-        address.to_string()
-    } else {
-        format!("<{address}>")
+    let target = match find_target(config, address) {
+        Ok(target) => target,
+        Err(code) => return code,
     };
-    let mailbox = match crate::address::parse_forward_path(&arg) {
-        Ok((m, _)) => m,
-        Err(e) => {
-            let reply = Status::BadRecipient.reply(format!("Bad recipient address syntax: {e}"));
-            println!("address: {address}\nverdict: {reply}");
-            return EXIT_CONFIG;
-        }
-    };
-    let given = &mailbox.as_given;
-    println!("address: {given}");
-    if let Err(why) = check_local_part(&mailbox.local_part) {
-        return print_refusal(&Refusal::new(
-            Status::UnknownUser,
-            given,
-            "User unknown",
-            why.to_string(),
-        ));
-    }
-    let recipient = Recipient::new(
-        &mailbox.local_part,
-        &mailbox.domain,
-        &config.recipient_delimiter,
-    );
-    println!(
-        "lookup: {recipient}{}",
-        recipient
-            .detail
-            .as_ref()
-            .map(|d| format!(" (detail \"{d}\")"))
-            .unwrap_or_default()
-    );
-    let account = match Accounts::from_config(config).lookup(&recipient) {
-        Lookup::Found(a) => *a,
-        Lookup::Unknown => {
-            let detail = format!("no account for {recipient}");
-            return print_refusal(&Refusal::new(
-                Status::UnknownUser,
-                given,
-                "User unknown",
-                detail,
-            ));
-        }
-        Lookup::Failed(why) => {
-            let text = "Temporary lookup failure";
-            return print_refusal(&Refusal::new(Status::LookupFailed, given, text, why));
-        }
-    };
-    print_account(&account);
+    print_account(&target.account);
     let mode = match daemon::resolve_user(config) {
         Ok(Some((uid, _, _))) => Mode::SingleUser { uid },
         _ => Mode::detect(),
     };
     let policy = Policy::new(config, mode);
-    let target = Target {
-        address: mailbox.as_given.clone(),
-        recipient,
-        account,
-    };
     print_folder(config, &target);
     if let Err(r) = delivery::check_account(&policy, &target.address, &target.account) {
         return print_refusal(&r);
@@ -365,6 +312,60 @@ fn lookup(config: &Config, address: &str) -> i32 {
         }
         Err(r) => print_refusal(&r),
     }
+}
+
+/// Parses and looks `address` up as RCPT does, printing each step; on a
+/// refusal, prints the verdict and returns the exit status.
+fn find_target(config: &Config, address: &str) -> Result<Target, i32> {
+    let arg = if address.starts_with('<') {
+        address.to_string()
+    } else {
+        format!("<{address}>")
+    };
+    let mailbox = match crate::address::parse_forward_path(&arg) {
+        Ok((m, _)) => m,
+        Err(e) => {
+            let reply = Status::BadRecipient.reply(format!("Bad recipient address syntax: {e}"));
+            println!("address: {address}\nverdict: {reply}");
+            return Err(EXIT_CONFIG);
+        }
+    };
+    let given = mailbox.as_given.clone();
+    println!("address: {given}");
+    if let Err(why) = check_local_part(&mailbox.local_part) {
+        let refusal = Refusal::new(Status::UnknownUser, &given, "User unknown", why.to_string());
+        return Err(print_refusal(&refusal));
+    }
+    let recipient = Recipient::new(
+        &mailbox.local_part,
+        &mailbox.domain,
+        &config.recipient_delimiter,
+    );
+    let detail = recipient
+        .detail
+        .as_ref()
+        .map(|d| format!(" (detail \"{d}\")"));
+    println!("lookup: {recipient}{}", detail.unwrap_or_default());
+    let refusal = match Accounts::from_config(config).lookup(&recipient) {
+        Lookup::Found(account) => {
+            return Ok(Target {
+                address: given,
+                recipient,
+                account: *account,
+            })
+        }
+        Lookup::Unknown => {
+            let detail = format!("no account for {recipient}");
+            Refusal::new(Status::UnknownUser, &given, "User unknown", detail)
+        }
+        Lookup::Failed(why) => Refusal::new(
+            Status::LookupFailed,
+            &given,
+            "Temporary lookup failure",
+            why,
+        ),
+    };
+    Err(print_refusal(&refusal))
 }
 
 /// Prints the reply RCPT would get, with the details the log would show.
