@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::account::{check_local_part, Accounts, Lookup, Recipient};
 use crate::config::{Config, DEFAULT_CONFIG_PATH, SETTINGS};
 use crate::daemon::{self, StartOptions};
-use crate::delivery::{self, Mode, Policy, Refusal, Target};
+use crate::delivery::{self, Policy, Refusal, Target};
 use crate::logging::{self, LogSettings};
 use crate::status::Status;
 
@@ -148,6 +148,10 @@ pub fn main_with_args(args: &[String]) -> i32 {
         }
         _ => {}
     }
+    daemon::ensure_standard_descriptors();
+    if options.action == Action::Inetd {
+        daemon::silence_stderr();
+    }
     let config = match Config::load(&options.config_path) {
         Ok(c) => c,
         Err(e) if options.action == Action::Inetd => return fail_inetd(&e.to_string()),
@@ -177,7 +181,10 @@ pub fn main_with_args(args: &[String]) -> i32 {
         Ok(code) => code,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("zoha: {e}");
+            // With -f the log line already went to standard error.
+            if !logging::stderr_enabled() {
+                eprintln!("zoha: {e}");
+            }
             EXIT_CONFIG
         }
     }
@@ -286,9 +293,14 @@ fn lookup(config: &Config, address: &str) -> i32 {
         Err(code) => return code,
     };
     print_account(&target.account);
-    let mode = match daemon::resolve_user(config) {
-        Ok(Some((uid, _, _))) => Mode::SingleUser { uid },
-        _ => Mode::detect(),
+    // Take the daemon's own credentials first: with `user` set and started
+    // as root, the quota check would otherwise touch the Maildir as root.
+    let mode = match daemon::enter_mode(config) {
+        Ok(mode) => mode,
+        Err(e) => {
+            println!("verdict: cannot take the daemon's credentials: {e}");
+            return EXIT_CONFIG;
+        }
     };
     let policy = Policy::new(config, mode);
     print_folder(config, &target);

@@ -304,6 +304,13 @@ impl Config {
                 "spam_header is set but spam_folder is empty; name a folder such as .Junk".into(),
             ));
         }
+        if self.detail_folders != DetailFolders::No && self.recipient_delimiter.is_empty() {
+            return Err(error(
+                "detail_folders is on but recipient_delimiter is empty, so no address has a \
+                 detail; set recipient_delimiter = + or detail_folders = no"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -411,7 +418,12 @@ impl Values {
             raw.insert(s.name, (value, line));
         }
         if raw["hostname"].0.is_empty() {
-            let name = crate::sys::hostname().unwrap_or_else(|_| "localhost".to_string());
+            // A system name that is not a valid host name (or none at all)
+            // must not make the defaults invalid; `hostname` can be set.
+            let name = crate::sys::hostname()
+                .ok()
+                .filter(|n| parse_hostname(n).is_ok())
+                .unwrap_or_else(|| "localhost".to_string());
             raw.insert("hostname", (name, 0));
         }
         let mut values = HashMap::new();
@@ -702,10 +714,15 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
     n.checked_mul(factor).filter(|&n| n > 0).ok_or_else(bad)
 }
 
+/// Longest duration accepted: poll(2) waits at most 2^31 - 1 ms (24.8
+/// days), and much longer values would overflow time arithmetic.
+const MAX_DURATION_SECONDS: u64 = 24 * 86400;
+
 /// Parses a duration in seconds with an optional s, m, h or d suffix.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let bad = || {
-        "expected a duration in seconds, optionally with an s, m, h or d suffix, such as 5m"
+        "expected a duration in seconds from 1 to 24 days, optionally with an s, m, h or d \
+         suffix, such as 5m"
             .to_string()
     };
     let (digits, factor) = match value.as_bytes().last() {
@@ -716,7 +733,10 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         _ => (value, 1),
     };
     let n: u64 = digits.parse().map_err(|_| bad())?;
-    let secs = n.checked_mul(factor).filter(|&n| n > 0).ok_or_else(bad)?;
+    let secs = n
+        .checked_mul(factor)
+        .filter(|&n| n > 0 && n <= MAX_DURATION_SECONDS)
+        .ok_or_else(bad)?;
     Ok(Duration::from_secs(secs))
 }
 
@@ -790,6 +810,11 @@ fn parse_folder_setting(value: &str) -> Result<String, String> {
     let name = value.strip_prefix('.').unwrap_or(value);
     crate::maildir::folder::validate_folder_name(name)
         .map_err(|e| format!("{e}; expected a Maildir++ folder such as .Junk"))?;
+    if name == crate::maildir::folder::TRASH {
+        return Err(
+            "the quota does not count .Trash, so spam there would be unlimited; use .Junk".into(),
+        );
+    }
     Ok(format!(".{name}"))
 }
 
@@ -885,6 +910,12 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
         assert!(parse_duration("5x").is_err());
+        assert_eq!(
+            parse_duration("24d").unwrap(),
+            Duration::from_secs(24 * 86400)
+        );
+        assert!(parse_duration("25d").is_err());
+        assert!(parse_duration("18446744073709551615").is_err());
     }
 
     #[test]

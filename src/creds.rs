@@ -7,9 +7,10 @@
 //! stay 0, so the thread can switch back, and a local user cannot signal the
 //! daemon while a thread acts for them (`kill` checks the target's real and
 //! saved uid). The returned [`ActingAs`] guard restores root in `Drop`, also
-//! during a panic. If a switch cannot be verified or undone, the thread is
-//! marked unusable ([`thread_is_tainted`]): it refuses every further
-//! delivery and the worker pool retires it.
+//! during a panic. A switch that cannot be verified is undone by the guard.
+//! If switching back fails, the thread is marked unusable
+//! ([`thread_is_tainted`]): it refuses every further delivery and the worker
+//! pool retires it.
 //!
 //! Single-user mode (`user = name`): [`drop_privileges`] sets groups, gid and
 //! uid for good after the listeners are bound, then checks that `setuid(0)`
@@ -82,6 +83,12 @@ impl ActingAs {
 
 /// Switches the calling thread to `uid`, `gid` and `groups` (root mode only).
 pub fn act_as(uid: u32, gid: u32, groups: &[u32]) -> Result<ActingAs, CredentialError> {
+    if uid == 0 || gid == 0 || groups.contains(&0) {
+        return Err(failed(
+            format!("switch to uid {uid} gid {gid} groups {groups:?}"),
+            io::Error::other("uid 0, gid 0 and group 0 are never used for a delivery"),
+        ));
+    }
     if thread_is_tainted() {
         return Err(failed(
             "switch credentials".into(),
@@ -112,10 +119,18 @@ pub fn act_as(uid: u32, gid: u32, groups: &[u32]) -> Result<ActingAs, Credential
 
     // Read the ids back; the guard restores root if they are wrong.
     let (uids, gids) = sys::thread_credentials().map_err(|e| failed("getresuid".into(), e))?;
-    if uids.effective != uid || gids.effective != gid || uids.real != 0 || uids.saved != 0 {
+    let held = sys::thread_groups().map_err(|e| failed("getgroups".into(), e))?;
+    let mut wanted = groups.to_vec();
+    // The kernel keeps the group list sorted.
+    wanted.sort_unstable();
+    let ids_ok =
+        uids.effective == uid && gids.effective == gid && uids.real == 0 && uids.saved == 0;
+    if !ids_ok || held != wanted {
         return Err(failed(
             format!("switch to uid {uid} gid {gid}"),
-            io::Error::other(format!("read back uid {uids:?} gid {gids:?}")),
+            io::Error::other(format!(
+                "read back uid {uids:?} gid {gids:?} groups {held:?}"
+            )),
         ));
     }
     Ok(guard)

@@ -513,6 +513,34 @@ fn stop(
     );
 }
 
+/// Opens `/dev/null` on any of descriptors 0, 1 and 2 that is closed, so
+/// that files and sockets opened later never land there (and a later
+/// redirection of the standard streams cannot replace them).
+pub fn ensure_standard_descriptors() {
+    use std::os::fd::IntoRawFd;
+    for fd in 0..3 {
+        if !sys::is_open(fd) {
+            // open(2) returns the lowest free descriptor, which is `fd`.
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                let _ = null.into_raw_fd();
+            }
+        }
+    }
+}
+
+/// Points standard error at `/dev/null`. Under inetd it is the client's
+/// connection, and nothing but LMTP replies may go there (not even the
+/// runtime's panic message).
+pub fn silence_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = sys::dup2(null.as_raw_fd(), 2);
+    }
+}
+
 /// Serves one session on standard input and output (inetd, `-i`).
 pub fn run_inetd(config: Config) -> Result<i32, String> {
     let peer = sys::peer_of(0);

@@ -608,7 +608,7 @@ mod tests {
 
     #[test]
     fn dot_bare_lf_is_not_line_end() {
-        // F01: one line model for the end search and the unstuffing.
+        // one line model for the end search and the unstuffing.
         let (out, rest) = decode_all_steps(b"this is a test of dot\n...\n\r\n.\r\n");
         assert_eq!(out, b"this is a test of dot\n...\n\n");
         assert_eq!(rest.unwrap(), b"");
@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn dot_smuggling_sequences_stay_content() {
-        // F02: only CRLF.CRLF ends the data.
+        // only CRLF.CRLF ends the data.
         let body =
             b"a\n.\nMAIL FROM:<x@y>\r.\rRCPT TO:<z@y>\r\n.\nDATA\n.\r\nb\r\n\x00.\r\nend\r\n.\r\n";
         let (out, rest) = decode_all_steps(body);
@@ -629,14 +629,14 @@ mod tests {
 
     #[test]
     fn dot_unstuffing_first_line_too() {
-        // F03: every stuffed line loses exactly one dot.
+        // every stuffed line loses exactly one dot.
         let (out, _) = decode_all_steps(b"..test\r\n..\r\n..\r\n.\r\n");
         assert_eq!(out, b".test\n.\n.\n");
     }
 
     #[test]
     fn dot_immediate_end() {
-        // F04: DATA then CRLF.CRLF at once.
+        // DATA then CRLF.CRLF at once.
         let (out, rest) = decode_all_steps(b"\r\n.\r\n");
         assert_eq!(out, b"\n");
         assert_eq!(rest.unwrap(), b"");
@@ -660,7 +660,7 @@ mod tests {
 
     #[test]
     fn dot_eight_bit_and_nul_kept() {
-        // F14: no charset decoding anywhere.
+        // no charset decoding anywhere.
         let (out, _) = decode_all_steps(b"Subject: caf\xe9\r\n\r\n\x00\xff\xfe\r\n.\r\n");
         assert_eq!(out, b"Subject: caf\xe9\n\n\x00\xff\xfe\n");
     }

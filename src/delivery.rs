@@ -250,6 +250,11 @@ fn as_owner<T>(
             let _acting = creds::act_as(account.uid, account.gid, &groups)?;
             Ok(work())
         }
+        // Never work inside a mailbox as root, even if privileges were not dropped.
+        Mode::SingleUser { .. } if crate::sys::geteuid() == 0 => Err(creds::CredentialError {
+            operation: "deliver in single-user mode".into(),
+            source: std::io::Error::other("the process still runs as root"),
+        }),
         Mode::SingleUser { .. } => Ok(work()),
     }
 }

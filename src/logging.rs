@@ -143,6 +143,13 @@ pub fn set_pid(pid: u32) {
     }
 }
 
+/// Reports whether log lines also go to standard error.
+pub fn stderr_enabled() -> bool {
+    LOGGER
+        .get()
+        .is_some_and(|l| *l.stderr.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// Stops writing to standard error (after detaching from the terminal).
 pub fn disable_stderr() {
     if let Some(logger) = LOGGER.get() {

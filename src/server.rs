@@ -18,8 +18,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -36,6 +36,8 @@ use crate::sys;
 const BACKLOG: i32 = 128;
 /// Pause after an accept error such as `EMFILE`, so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(200);
+/// How long a probe of an existing socket file may wait at start-up.
+const STALE_SOCKET_PROBE: Duration = Duration::from_secs(2);
 /// Minimum time between two log lines about rejected connections.
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -127,21 +129,25 @@ fn bind_unix(path: &Path, config: &Config) -> io::Result<Listener> {
                 "the path exists and is not a socket",
             ));
         }
-        match UnixStream::connect(path) {
-            Ok(_) => {
+        // Only a refused connection proves the socket is stale; a full
+        // backlog (a timeout) means a live server.
+        match sys::unix_connect(path, STALE_SOCKET_PROBE) {
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => std::fs::remove_file(path)?,
+            Ok(_) | Err(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    "another server is listening there",
+                    "another server is listening there (or the socket cannot be probed)",
                 ))
             }
-            Err(_) => std::fs::remove_file(path)?,
         }
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(
-        path,
-        std::fs::Permissions::from_mode(config.unix_socket_mode),
-    )?;
+    // The socket gets its mode at creation: a chmod by path afterwards could
+    // follow a symbolic link swapped in by whoever can write the directory.
+    // This runs at start-up, before other threads exist.
+    let previous = sys::umask(!config.unix_socket_mode & 0o777);
+    let bound = UnixListener::bind(path);
+    sys::umask(previous);
+    let listener = bound?;
     let uid = match config.unix_socket_user.as_str() {
         "" => None,
         name => Some(
@@ -158,7 +164,7 @@ fn bind_unix(path: &Path, config: &Config) -> io::Result<Listener> {
             })?),
         };
     if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::chown(path, uid, gid)?;
+        std::os::unix::fs::lchown(path, uid, gid)?;
     }
     Ok(Listener::Unix {
         listener,
@@ -318,22 +324,24 @@ impl Pool {
     }
 }
 
-/// Counts connections rejected because all workers were busy, and logs
-/// them at most once per [`REJECT_LOG_INTERVAL`].
-struct RejectLog {
+/// A warning for an event that may repeat many times a second (rejected
+/// connections, accept failures): logged at most once per
+/// [`REJECT_LOG_INTERVAL`], with the number of events since the last line.
+#[derive(Default)]
+struct RepeatedWarning {
     count: u64,
     last: Option<Instant>,
 }
 
-impl RejectLog {
-    fn note(&mut self, peer: &str, max: usize) {
+impl RepeatedWarning {
+    fn note(&mut self, text: &str) {
         self.count += 1;
         let now = Instant::now();
         if self
             .last
             .is_none_or(|t| now.duration_since(t) >= REJECT_LOG_INTERVAL)
         {
-            log::warn!("connection from {peer} rejected: all {max} workers busy ({} rejected since the last report)", self.count);
+            log::warn!("{text} ({} times since the last report)", self.count);
             self.count = 0;
             self.last = Some(now);
         }
@@ -347,10 +355,7 @@ pub fn start_accepting(
     holder: Arc<RuntimeHolder>,
     shutdown: Arc<Shutdown>,
 ) -> Vec<thread::JoinHandle<Option<PathBuf>>> {
-    let rejects = Arc::new(Mutex::new(RejectLog {
-        count: 0,
-        last: None,
-    }));
+    let rejects = Arc::new(Mutex::new(RepeatedWarning::default()));
     listeners
         .into_iter()
         .map(|listener| {
@@ -373,9 +378,10 @@ fn accept_loop(
     pool: &Arc<Pool>,
     holder: &RuntimeHolder,
     shutdown: &Arc<Shutdown>,
-    rejects: &Mutex<RejectLog>,
+    rejects: &Mutex<RepeatedWarning>,
 ) -> Option<PathBuf> {
     let signals = shutdown.signals();
+    let mut accept_errors = RepeatedWarning::default();
     log::info!("listening on {}", listener.describe());
     loop {
         let ready = match sys::poll(
@@ -403,7 +409,8 @@ fn accept_loop(
             Ok(Some(conn)) => conn,
             Ok(None) => continue,
             Err(e) => {
-                log::error!("accept on {} failed: {e}", listener.describe());
+                // Out of descriptors, this repeats every pause: log it rarely.
+                accept_errors.note(&format!("accept on {} failed: {e}", listener.describe()));
                 thread::sleep(ACCEPT_ERROR_PAUSE);
                 continue;
             }
@@ -416,12 +423,13 @@ fn accept_loop(
             // or `fd` is already closed and may belong to another file.
             reject_busy(fd, &holder.current());
             drop(job);
-            let text = lmtp::session::PeerInfo::from_peer(&peer).log;
+            let peer = lmtp::session::PeerInfo::from_peer(&peer).log;
             let max = holder.current().config.workers;
+            let text = format!("connection from {peer} rejected: all {max} workers busy");
             rejects
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .note(&text, max);
+                .note(&text);
         }
     }
     match listener {

@@ -1,8 +1,9 @@
 //! Thin safe wrappers around every libc call Zoha makes.
 //!
-//! Each function wraps one system call (or one tightly coupled pair), turns a
-//! `-1` return into [`io::Error::last_os_error`], and documents why the call
-//! is sound. The rest of the crate is `#![deny(unsafe_code)]`; this module is
+//! Each function wraps one system call, or the few calls one operation
+//! needs (creating a listening socket, reading a directory), turns a `-1`
+//! return into [`io::Error::last_os_error`], and documents why each call is
+//! sound. The rest of the crate is `#![deny(unsafe_code)]`; this module is
 //! the only place allowed to use `unsafe`.
 //!
 //! Exports: file and directory operations relative to directory descriptors
@@ -280,10 +281,19 @@ pub fn read_dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>
     // SAFETY: `stream` is a valid DIR pointer; rewinddir resets the shared offset.
     unsafe { libc::rewinddir(stream) };
     let mut names = Vec::new();
+    let mut failure = None;
     loop {
+        // readdir returns null both at the end and on an error; only an
+        // error sets errno, so it is cleared first.
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() = 0 };
         // SAFETY: `stream` is valid; readdir returns null at the end or on error.
         let entry = unsafe { libc::readdir(stream) };
         if entry.is_null() {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(0) {
+                failure = Some(err);
+            }
             break;
         }
         // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
@@ -295,7 +305,10 @@ pub fn read_dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>
     }
     // SAFETY: `stream` came from fdopendir and is closed once.
     unsafe { libc::closedir(stream) };
-    Ok(names)
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(names),
+    }
 }
 
 /// Removes the file `name` from `dir`.

@@ -18,7 +18,8 @@
 //! is recounted if it has more than one size line or is at least 15 minutes
 //! old. Recounting skips `.Trash` and messages flagged deleted (`:2,...T`).
 //!
-//! The F09 and F20 tests need no Courier program and run everywhere.
+//! The tests of over-quota replies at RCPT and after DATA need no Courier
+//! program and run everywhere.
 
 mod common;
 #[path = "courier/support.rs"]
@@ -613,7 +614,7 @@ fn quota_setup(tag: &str, size_file: &[u8], extra: &str) -> (Setup, Daemon, Acco
 
 #[test]
 fn quota_full_refused_at_rcpt() {
-    // F20: maildirsize already at its byte limit, or at its count limit.
+    // maildirsize already at its byte limit, or at its count limit.
     for (case, file) in [
         ("bytes", b"1000S,10C\n1000 2\n".as_slice()),
         ("count", b"300000S,2C\n500 2\n".as_slice()),
@@ -660,7 +661,7 @@ fn quota_declared_size_before_first_delivery() {
 
 #[test]
 fn quota_crossing_message_refused_after_data() {
-    // F20: room for a small message at RCPT, not for the one that follows.
+    // Room for a small message at RCPT, not for the one that follows.
     let (setup, _daemon, _, bob) = quota_setup("quota-cross", b"3000S,10C\n2500 2\n", "");
     let message = support::message_of_length("crossing", 800);
     let (rcpt, data) = support::transaction(
@@ -676,7 +677,7 @@ fn quota_crossing_message_refused_after_data() {
     assert!(bob.files("tmp").is_empty(), "files left in tmp/");
 }
 
-/// F09: alice without a quota, then bob whose quota the message crosses.
+/// Alice without a quota, then bob whose quota the message crosses.
 fn second_recipient_over(tag: &str, extra: &str) -> Vec<Reply> {
     let (setup, _daemon, alice, bob) = quota_setup(tag, b"3000S,10C\n2500 2\n", extra);
     let message = support::message_of_length("two recipients", 800);

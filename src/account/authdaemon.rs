@@ -14,7 +14,6 @@
 //! the `.` line, and a reply without uid, gid or home are [`Lookup::Failed`].
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -203,7 +202,7 @@ impl Source for Authdaemon {
     }
 
     fn check(&self) -> Vec<String> {
-        match UnixStream::connect(&self.socket) {
+        match crate::sys::unix_connect(&self.socket, self.timeout) {
             Ok(_) => Vec::new(),
             Err(e) => vec![format!("cannot connect to {}: {e}", self.socket.display())],
         }

@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn recipient_detail_variants() {
-        // F12: alice+tag, alice+, alice++x all go to alice; +x is not split.
+        // alice+tag, alice+, alice++x all go to alice; +x is not split.
         let r = Recipient::new("alice+tag", "Example.ORG", "+");
         assert_eq!(
             (r.local.as_str(), r.detail.as_deref(), r.domain.as_str()),

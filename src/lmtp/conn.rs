@@ -3,10 +3,10 @@
 //! A [`Conn`] reads from one descriptor and writes to another (the same
 //! socket for daemon sessions; standard input and output under inetd). Reads
 //! go through a fixed 64 KiB buffer, so memory stays bounded. Replies
-//! collect in an output buffer that is flushed only when the buffered input
-//! is used up and the next read would block: a pipelined batch gets its
-//! replies in one write (RFC 2920), and nothing waits unflushed while the
-//! client waits. Every wait uses `poll` with the session's timeout and also
+//! collect in an output buffer that is flushed whenever the buffered input
+//! is used up, before the next read. So a pipelined batch gets its replies
+//! in one write (RFC 2920), and no reply waits unflushed while the client
+//! waits for it. Every wait uses `poll` with the session's timeout and also
 //! watches the server's stop signals (see [`crate::shutdown`]).
 //!
 //! Failures: [`ReadError`] separates end of input, timeout, a stop request
@@ -167,7 +167,8 @@ impl Conn {
         timeout: Duration,
         idle: bool,
     ) -> Result<Line, ReadError> {
-        let max = max.min(INPUT_BUFFER - 1);
+        // Room for the line and its LF, so a full buffer is never read into.
+        let max = max.min(INPUT_BUFFER - 2);
         // The timeout covers the whole line, so a client sending one byte
         // at a time cannot hold the session open for ever.
         let deadline = Instant::now() + timeout;

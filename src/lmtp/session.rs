@@ -37,6 +37,9 @@ const MAX_LOGGED_REJECTS: u32 = 100;
 /// Longest LHLO argument accepted (a domain name is at most 255 octets).
 const MAX_LHLO_ARGUMENT: usize = 255;
 
+/// Maximum length of the first word logged for an unknown command.
+const MAX_LOGGED_VERB: usize = 32;
+
 /// Maximum length of command text repeated in a log line.
 const MAX_LOGGED_COMMAND: usize = 200;
 
@@ -295,7 +298,15 @@ impl Session {
     }
 
     fn reject_line(&mut self, error: CommandError, line: &[u8]) {
-        let logged = escape_for_log(line);
+        // An unknown line may be message text sent after a refused DATA:
+        // only its first word is logged, never the text.
+        let logged = match error {
+            CommandError::Syntax(_) => escape_for_log(line),
+            CommandError::BadCharacters | CommandError::Unknown => {
+                let word = line.split(|&b| b == b' ').next().unwrap_or(line);
+                escape_for_log(&word[..word.len().min(MAX_LOGGED_VERB)])
+            }
+        };
         let reply = match error {
             CommandError::BadCharacters => {
                 Status::Unrecognized.reply("Invalid characters in command")
@@ -895,20 +906,31 @@ fn format_delay(delay: Duration) -> String {
     format!("{:.3}", delay.as_secs_f64())
 }
 
-/// Makes peer text safe for one log line: printable ASCII and UTF-8 kept,
-/// everything else as `\xNN`, cut at [`MAX_LOGGED_COMMAND`] characters.
+/// Makes peer text safe for one log line: printable text is kept, bytes
+/// that are not UTF-8 become `\xNN`, control characters and characters that
+/// reorder or break lines become `\u{NNNN}`, and the result is cut at
+/// [`MAX_LOGGED_COMMAND`] characters.
 pub fn escape_for_log(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
     let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count >= MAX_LOGGED_COMMAND {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() || c == '\u{fffd}' {
-            out.push_str(&format!("\\x{:02X}", u32::from(c) & 0xFF));
-        } else {
-            out.push(c);
+    let mut count = 0;
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid().chars().map(|c| {
+            let unsafe_char = c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if unsafe_char {
+                format!("\\u{{{:04X}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        });
+        let invalid = chunk.invalid().iter().map(|b| format!("\\x{b:02X}"));
+        for piece in valid.chain(invalid) {
+            if count >= MAX_LOGGED_COMMAND {
+                out.push_str("...");
+                return out;
+            }
+            out.push_str(&piece);
+            count += 1;
         }
     }
     out
@@ -932,7 +954,9 @@ mod tests {
 
     #[test]
     fn log_escaping() {
-        assert_eq!(escape_for_log(b"RCPT TO:<a\x01b>"), "RCPT TO:<a\\x01b>");
+        assert_eq!(escape_for_log(b"RCPT TO:<a\x01b>"), "RCPT TO:<a\\u{0001}b>");
+        assert_eq!(escape_for_log(b"a\xff\xfeb"), "a\\xFF\\xFEb");
+        assert_eq!(escape_for_log("a\u{2028}b".as_bytes()), "a\\u{2028}b");
         assert_eq!(escape_for_log("jörg".as_bytes()), "jörg");
         assert!(escape_for_log(&[b'x'; 500]).ends_with("..."));
     }

@@ -9,6 +9,10 @@
 //! Failures: [`validate_folder_name`] returns a reason for names with `/`,
 //! empty levels (which includes `..`), or control characters.
 
+/// The trash folder, which the Maildir++ quota does not count; mail is
+/// never delivered into it, or a sender could fill it without limit.
+pub const TRASH: &str = "Trash";
+
 /// Maximum length of a folder name made from a detail. File names are limited to 255
 /// bytes, and Courier adds its own suffixes in some places.
 const MAX_DETAIL_FOLDER: usize = 200;
@@ -39,8 +43,11 @@ pub fn validate_folder_name(name: &str) -> Result<(), String> {
 /// `None` when the detail is empty, names INBOX, is too long, or is not a
 /// valid folder, so the message goes to INBOX.
 pub fn folder_for_detail(detail: &str) -> Option<String> {
-    if detail.is_empty() || detail.eq_ignore_ascii_case("inbox") || detail.len() > MAX_DETAIL_FOLDER
-    {
+    let unusable = detail.is_empty()
+        || detail.eq_ignore_ascii_case("inbox")
+        || detail == TRASH
+        || detail.len() > MAX_DETAIL_FOLDER;
+    if unusable {
         return None;
     }
     validate_folder_name(detail)
@@ -74,6 +81,7 @@ mod tests {
         assert_eq!(folder_for_detail("Entwürfe").as_deref(), Some("Entwürfe"));
         assert_eq!(folder_for_detail(""), None);
         assert_eq!(folder_for_detail("INBOX"), None);
+        assert_eq!(folder_for_detail("Trash"), None);
         assert_eq!(folder_for_detail("../x"), None);
         assert_eq!(folder_for_detail("a/b"), None);
         assert_eq!(folder_for_detail(&"x".repeat(300)), None);

@@ -173,26 +173,24 @@ impl Maildir {
     /// the folder does not exist and `create` is false.
     pub fn open_folder(&self, name: &str, create: bool) -> Result<Option<Maildir>, DeliveryError> {
         let dirname = format!(".{name}");
+        let Some((fd, created)) =
+            open_directory_at(self.dir.as_fd(), &self.path, &dirname, create)?
+        else {
+            return Ok(None);
+        };
         let path = self.path.join(&dirname);
-        match sys::open_dir_at(self.dir.as_fd(), OsStr::new(&dirname)) {
-            Ok(fd) => return Maildir::with_subdirectories(path, fd).map(Some),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) => return Err(subdirectory_error(&path, e)),
-        }
-        match sys::mkdir_at(self.dir.as_fd(), OsStr::new(&dirname), DIRECTORY_MODE) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(DeliveryError::io(Step::CreateDirectory, &path, e)),
-        }
-        let fd = sys::open_dir_at(self.dir.as_fd(), OsStr::new(&dirname))
-            .map_err(|e| subdirectory_error(&path, e))?;
         let folder = Maildir::with_subdirectories(path.clone(), fd)?;
-        mark_folder(&folder)?;
+        if create {
+            // Also for an existing folder: an earlier attempt may have
+            // stopped before the marker was written.
+            mark_folder(&folder)?;
+        }
         // The folder is usable without the subscription; IMAP clients can
         // subscribe it themselves, so a failure here does not defer mail.
-        if let Err(e) = subscribe(self, name) {
-            log::warn!("folder {} created, but not subscribed: {e}", path.display());
+        if created {
+            if let Err(e) = subscribe(self, name) {
+                log::warn!("folder {} created, but not subscribed: {e}", path.display());
+            }
         }
         Ok(Some(folder))
     }
@@ -252,45 +250,73 @@ fn open_or_create_subdirectory(
     parent: &Path,
     name: &str,
 ) -> Result<OwnedFd, DeliveryError> {
-    let path = parent.join(name);
-    match sys::open_dir_at(dir, OsStr::new(name)) {
-        Ok(fd) => return Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(subdirectory_error(&path, e)),
+    match open_directory_at(dir, parent, name, true)? {
+        Some((fd, _)) => Ok(fd),
+        None => Err(DeliveryError::io(
+            Step::Open,
+            &parent.join(name),
+            io::Error::from_raw_os_error(libc::ENOENT),
+        )),
     }
-    match sys::mkdir_at(dir, OsStr::new(name), DIRECTORY_MODE) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-        Err(e) => return Err(DeliveryError::io(Step::CreateDirectory, &path, e)),
-    }
-    sys::open_dir_at(dir, OsStr::new(name)).map_err(|e| subdirectory_error(&path, e))
 }
 
-/// Creates `path` and any missing parents with mode 0700, like `mkdir -p`.
+/// Opens the directory `name` in `dir` without following a symbolic link.
+/// When it is missing: `Ok(None)`, or with `create`, creates it (mode 0700),
+/// flushes `dir` so the new entry survives a crash, and opens it. The flag
+/// tells whether this call created it.
+fn open_directory_at(
+    dir: BorrowedFd<'_>,
+    parent: &Path,
+    name: &str,
+    create: bool,
+) -> Result<Option<(OwnedFd, bool)>, DeliveryError> {
+    let path = parent.join(name);
+    match sys::open_dir_at(dir, OsStr::new(name)) {
+        Ok(fd) => return Ok(Some((fd, false))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(subdirectory_error(&path, e)),
+    }
+    let created = match sys::mkdir_at(dir, OsStr::new(name), DIRECTORY_MODE) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+        Err(e) => return Err(DeliveryError::io(Step::CreateDirectory, &path, e)),
+    };
+    if created {
+        sys::fsync(dir).map_err(|e| DeliveryError::io(Step::SyncDirectory, parent, e))?;
+    }
+    let fd = sys::open_dir_at(dir, OsStr::new(name)).map_err(|e| subdirectory_error(&path, e))?;
+    Ok(Some((fd, created)))
+}
+
+/// Creates `path` and any missing parents with mode 0700, like `mkdir -p`,
+/// flushing each parent that gets a new entry.
 fn create_directories(path: &Path) -> Result<(), DeliveryError> {
-    match sys::mkdir(path, DIRECTORY_MODE) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+    match make_directory(path) {
+        Err(e) if e.source.raw_os_error() == Some(libc::ENOENT) => {
             let parent = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty() && *p != Path::new("/"))
-                .ok_or_else(|| {
-                    DeliveryError::io(
-                        Step::CreateDirectory,
-                        path,
-                        io::Error::from_raw_os_error(libc::ENOENT),
-                    )
-                })?;
+                .ok_or(e)?;
             create_directories(parent)?;
-            match sys::mkdir(path, DIRECTORY_MODE) {
-                Ok(()) => Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-                Err(e) => Err(DeliveryError::io(Step::CreateDirectory, path, e)),
-            }
+            make_directory(path)
         }
-        Err(e) => Err(DeliveryError::io(Step::CreateDirectory, path, e)),
+        other => other,
     }
+}
+
+/// Creates one directory (an existing one is fine) and flushes its parent.
+fn make_directory(path: &Path) -> Result<(), DeliveryError> {
+    match sys::mkdir(path, DIRECTORY_MODE) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Ok(()),
+        Err(e) => return Err(DeliveryError::io(Step::CreateDirectory, path, e)),
+    }
+    // The parent is on the administrator's path, which may contain links.
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    File::open(parent)
+        .and_then(|dir| sys::fsync(dir.as_fd()))
+        .map_err(|e| DeliveryError::io(Step::SyncDirectory, parent, e))
 }
 
 /// Creates the empty `maildirfolder` file that marks a Maildir++ folder.
@@ -308,8 +334,8 @@ fn mark_folder(folder: &Maildir) -> Result<(), DeliveryError> {
     }
 }
 
-/// Longest `courierimapsubscribed` read; a longer file is treated as not
-/// listing the folder, which at worst adds a duplicate line.
+/// Maximum part of `courierimapsubscribed` searched for an entry; an entry
+/// beyond it is not found and gets added again, which is harmless.
 const MAX_SUBSCRIPTIONS_READ: u64 = 64 * 1024;
 
 /// Adds `INBOX.<name>` to `courierimapsubscribed` unless it is listed.

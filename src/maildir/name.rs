@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn names_distinct_across_threads() {
-        // F21: 8 threads, 1000 names each, in the same second: all distinct.
+        // 8 threads, 1000 names each, in the same second: all distinct.
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 std::thread::spawn(|| {

@@ -10,8 +10,9 @@
 //!
 //! The file is rebuilt from the Maildir itself when it is missing, cannot be
 //! read or parsed, names a different quota than the account, is 5120 bytes
-//! or larger, or when a delivery would go over quota and the file is older
-//! than 15 minutes (its sums may be stale). Rebuilding sums the `,S=` sizes
+//! or larger, or has negative totals. When a delivery would go over quota,
+//! it is also rebuilt first if it has more than one size line or is 15
+//! minutes old or older, because its sums may then be stale (Courier's rule). Rebuilding sums the `,S=` sizes
 //! (or the file sizes) of `new/` and `cur/` in the root and in every folder
 //! except `.Trash`, writes the new file under `tmp/` and renames it into place.
 //!
@@ -50,19 +51,28 @@ pub struct QuotaLimit {
 
 impl QuotaLimit {
     /// Parses a quota string such as `10485760S,5000C`; `None` if malformed
-    /// or if it sets no limit.
+    /// or empty. A limit of 0 means no limit of that kind, as in Courier.
     pub fn parse(text: &str) -> Option<QuotaLimit> {
         let mut limit = QuotaLimit::default();
+        let mut items = 0;
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if let Some(digits) = item.strip_suffix('S') {
-                limit.bytes = Some(digits.trim().parse().ok()?);
+            items += 1;
+            let (digits, slot) = if let Some(digits) = item.strip_suffix('S') {
+                (digits, &mut limit.bytes)
             } else if let Some(digits) = item.strip_suffix('C') {
-                limit.count = Some(digits.trim().parse().ok()?);
+                (digits, &mut limit.count)
             } else {
                 return None;
-            }
+            };
+            let value: u64 = digits.trim().parse().ok()?;
+            *slot = (value > 0).then_some(value);
         }
-        (limit.bytes.is_some() || limit.count.is_some()).then_some(limit)
+        (items > 0).then_some(limit)
+    }
+
+    /// Reports whether the quota sets no limit at all (such as `0S`).
+    pub fn is_unlimited(&self) -> bool {
+        self.bytes.is_none() && self.count.is_none()
     }
 
     /// Reports whether `usage` plus one message of `size` bytes stays within
@@ -143,6 +153,9 @@ pub fn check(
         );
         return Ok(Verdict::Unlimited);
     };
+    if limit.is_unlimited() {
+        return Ok(Verdict::Unlimited);
+    }
 
     // Negative totals mean the file lost track (deletions counted twice).
     let usable = file.filter(|f| {
@@ -186,8 +199,8 @@ pub fn check(
 /// Decides for a mailbox that contains no mail yet (its Maildir does not
 /// exist): only the account's own quota applies, with nothing in use.
 pub fn check_empty(account_quota: Option<&str>, size: u64) -> Verdict {
-    let Some((quota, limit)) = account_quota.and_then(|q| QuotaLimit::parse(q).map(|l| (q, l)))
-    else {
+    let parsed = account_quota.and_then(|q| QuotaLimit::parse(q).map(|l| (q, l)));
+    let Some((quota, limit)) = parsed.filter(|(_, l)| !l.is_unlimited()) else {
         return Verdict::Unlimited;
     };
     let usage = Usage::default();
@@ -314,7 +327,7 @@ fn measure(root: &Maildir) -> Result<Usage, DeliveryError> {
     add_directory_usage(root.dir.as_fd(), &mut usage).map_err(error)?;
     for entry in sys::read_dir_names(root.dir.as_fd()).map_err(error)? {
         let Some(text) = entry.to_str() else { continue };
-        if !text.starts_with('.') || text == ".Trash" {
+        if !text.starts_with('.') || text.strip_prefix('.') == Some(super::folder::TRASH) {
             continue;
         }
         let folder = match sys::open_dir_at(root.dir.as_fd(), &entry) {
@@ -426,6 +439,14 @@ mod tests {
             })
         );
         assert_eq!(QuotaLimit::parse("1000X"), None);
+        assert_eq!(
+            QuotaLimit::parse("0S,10C"),
+            Some(QuotaLimit {
+                bytes: None,
+                count: Some(10)
+            })
+        );
+        assert!(QuotaLimit::parse("0S").unwrap().is_unlimited());
         assert_eq!(QuotaLimit::parse(""), None);
         assert_eq!(QuotaLimit::parse("S"), None);
     }
