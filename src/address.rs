@@ -27,6 +27,8 @@ pub struct Mailbox {
     pub as_given: String,
 }
 
+/// Helpers the unit tests use.
+#[cfg(test)]
 impl Mailbox {
     /// Returns `local@domain` with the domain lowercased, for lookups.
     pub fn lookup_key(&self) -> String {
@@ -37,7 +39,7 @@ impl Mailbox {
         }
     }
 
-    /// Reports whether the local part contains non-ASCII characters.
+    /// Reports whether the address contains non-ASCII characters.
     pub fn is_utf8(&self) -> bool {
         !self.as_given.is_ascii()
     }

@@ -219,15 +219,14 @@ fn serve(options: &Options, config: Config) -> Result<i32, String> {
     // is the journal.
     let stderr = options.foreground && std::env::var_os("JOURNAL_STREAM").is_none();
     start_logging(&config, stderr)?;
-    let inherited = daemon::inherited_sockets();
-    if let Some(sockets) = &inherited {
+    let mut inherited = daemon::inherited_sockets();
+    if let Some(sockets) = inherited.as_mut() {
         // Accept=yes: one connected socket, not a listener.
-        if sockets.len() == 1 && !crate::sys::is_listening_socket(sockets[0].0.as_raw_fd_ref()) {
-            let (socket, _) = inherited
-                .expect("checked above")
-                .into_iter()
-                .next()
-                .expect("one socket");
+        let connected = |fd: &std::os::fd::OwnedFd| {
+            !crate::sys::is_listening_socket(std::os::fd::AsRawFd::as_raw_fd(fd))
+        };
+        if sockets.len() == 1 && connected(&sockets[0].0) {
+            let (socket, _) = sockets.remove(0);
             return daemon::run_accepted(config, socket);
         }
     }
@@ -236,16 +235,6 @@ fn serve(options: &Options, config: Config) -> Result<i32, String> {
         foreground: options.foreground,
     };
     daemon::run(&start, config, inherited)
-}
-
-trait RawFdRef {
-    fn as_raw_fd_ref(&self) -> std::os::fd::RawFd;
-}
-
-impl RawFdRef for std::os::fd::OwnedFd {
-    fn as_raw_fd_ref(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
-    }
 }
 
 /// `-t`: checks everything that can be checked without serving.

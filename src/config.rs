@@ -546,12 +546,7 @@ fn expand_variables(
                 .unwrap_or(after.len());
             (&after[..end], end)
         };
-        let Some((target, _)) = raw
-            .iter()
-            .find(|(k, _)| **k == name)
-            .map(|(_, v)| v.clone())
-            .map(|v| (v.0, v.1))
-        else {
+        let Some((target, _)) = raw.get(name).cloned() else {
             return Err(error(format!(
                 "undefined variable \"${name}\"; only setting names can be used"
             )));

@@ -74,13 +74,6 @@ pub struct ActingAs {
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
-impl ActingAs {
-    /// Returns the uid the thread acts as.
-    pub fn uid(&self) -> u32 {
-        self.uid
-    }
-}
-
 /// Switches the calling thread to `uid`, `gid` and `groups` (root mode only).
 pub fn act_as(uid: u32, gid: u32, groups: &[u32]) -> Result<ActingAs, CredentialError> {
     if uid == 0 || gid == 0 || groups.contains(&0) {
@@ -137,6 +130,11 @@ pub fn act_as(uid: u32, gid: u32, groups: &[u32]) -> Result<ActingAs, Credential
 }
 
 impl ActingAs {
+    /// Returns the uid the thread acts as.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
     fn restore(&self) -> Result<(), CredentialError> {
         sys::set_thread_uids(u32::MAX, 0, u32::MAX)
             .map_err(|e| failed("setresuid(-1, 0, -1)".into(), e))?;

@@ -419,20 +419,6 @@ impl Spool {
             }
         }
     }
-
-    /// Returns the first `max` bytes of the content (for tests and previews).
-    pub fn head(&mut self, max: usize) -> io::Result<Vec<u8>> {
-        match self.file.as_mut() {
-            None => Ok(self.memory[..self.memory.len().min(max)].to_vec()),
-            Some(file) => {
-                use std::io::Read;
-                file.seek(SeekFrom::Start(0))?;
-                let mut buf = Vec::new();
-                file.take(max as u64).read_to_end(&mut buf)?;
-                Ok(buf)
-            }
-        }
-    }
 }
 
 /// Creates an unnamed file in `directory`; where `O_TMPFILE` is not
@@ -487,6 +473,21 @@ pub struct MessageSink {
     error: Option<io::Error>,
 }
 
+/// Returns a writer for filtered output that stores into `spool` until the
+/// first error, which it keeps in `error`.
+fn spool_writer<'a>(
+    spool: &'a mut Spool,
+    error: &'a mut Option<io::Error>,
+) -> impl FnMut(&[u8]) + 'a {
+    move |chunk| {
+        if error.is_none() {
+            if let Err(e) = spool.write(chunk) {
+                *error = Some(e);
+            }
+        }
+    }
+}
+
 /// A received message: the spool and what was latched while receiving it.
 #[derive(Debug)]
 pub struct Content {
@@ -536,17 +537,11 @@ impl MessageSink {
         if self.error.is_some() {
             return;
         }
-        let spool = &mut self.spool;
-        let error = &mut self.error;
-        self.filter.feed(bytes, &mut |chunk| {
-            if error.is_none() {
-                if let Err(e) = spool.write(chunk) {
-                    *error = Some(e);
-                }
-            }
-        });
+        let mut store = spool_writer(&mut self.spool, &mut self.error);
+        self.filter.feed(bytes, &mut store);
     }
 
+    #[cfg(test)]
     /// Reports whether the message is already over the size limit.
     pub fn is_too_big(&self) -> bool {
         self.too_big
@@ -555,13 +550,8 @@ impl MessageSink {
     /// Ends the message.
     pub fn finish(mut self) -> Content {
         if !self.too_big && self.error.is_none() {
-            let spool = &mut self.spool;
-            let error = &mut self.error;
-            self.filter.finish(&mut |chunk| {
-                if let Err(e) = spool.write(chunk) {
-                    *error = Some(e);
-                }
-            });
+            let mut store = spool_writer(&mut self.spool, &mut self.error);
+            self.filter.finish(&mut store);
         }
         Content {
             spool: self.spool,

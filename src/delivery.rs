@@ -19,8 +19,6 @@
 //! [`crate::maildir::DeliveryError`] status for storage problems, and
 //! `451 4.3.0` when credentials cannot be switched.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::account::{Account, Recipient};
 use crate::config::{Config, DetailFolders, QuotaReply, SpamHeader};
 use crate::creds;
@@ -126,14 +124,10 @@ impl Refusal {
     }
 }
 
-fn refuse(status: Status, address: &str, text: &str, detail: String) -> Refusal {
-    Refusal::new(status, address, text, detail)
-}
-
 /// Applies the rules that need only the account.
 pub fn check_account(policy: &Policy, address: &str, account: &Account) -> Result<(), Refusal> {
     if account.uid == 0 || account.uid < policy.min_uid {
-        return Err(refuse(
+        return Err(Refusal::new(
             Status::Misconfigured,
             address,
             "Mailbox owner not allowed",
@@ -144,7 +138,7 @@ pub fn check_account(policy: &Policy, address: &str, account: &Account) -> Resul
         ));
     }
     if account.gid == 0 {
-        return Err(refuse(
+        return Err(Refusal::new(
             Status::Misconfigured,
             address,
             "Mailbox owner not allowed",
@@ -153,7 +147,7 @@ pub fn check_account(policy: &Policy, address: &str, account: &Account) -> Resul
     }
     if let Mode::SingleUser { uid } = policy.mode {
         if account.uid != uid {
-            return Err(refuse(
+            return Err(Refusal::new(
                 Status::Misconfigured,
                 address,
                 "Mailbox owned by another user",
@@ -163,7 +157,7 @@ pub fn check_account(policy: &Policy, address: &str, account: &Account) -> Resul
     }
     if let Some(host) = account.mailhost() {
         if !host.eq_ignore_ascii_case(&policy.hostname) {
-            return Err(refuse(
+            return Err(Refusal::new(
                 Status::Misconfigured,
                 address,
                 "Mailbox is stored on another node",
@@ -183,7 +177,7 @@ pub fn check_quota(policy: &Policy, target: &Target, declared_size: u64) -> Resu
     let account = &target.account;
     // Without a declared size, a mailbox already at its limit is still refused.
     match quota_verdict(policy, account, declared_size.max(1)) {
-        Ok(quota::Verdict::Over { quota, usage }) => Err(refuse(
+        Ok(quota::Verdict::Over { quota, usage }) => Err(Refusal::new(
             policy.over_quota_status(),
             address,
             "Mailbox is over quota",
@@ -195,7 +189,7 @@ pub fn check_quota(policy: &Policy, target: &Target, declared_size: u64) -> Resu
             ),
         )),
         Ok(_) => Ok(()),
-        Err((status, detail)) => Err(refuse(status, address, status_text(status), detail)),
+        Err((status, detail)) => Err(Refusal::new(status, address, status_text(status), detail)),
     }
 }
 
@@ -434,43 +428,35 @@ pub fn status_text(status: Status) -> &'static str {
         Status::DiskFull => "Insufficient disk space, try again later",
         Status::OverQuotaDefer | Status::OverQuotaReject => "Mailbox is over quota",
         Status::Misconfigured => "Mailbox is not set up correctly",
-        _ => "Temporary failure writing the mailbox, try again later",
+        Status::StorageFailed => "Temporary failure writing the mailbox, try again later",
+        // Statuses that no storage step produces; listed so that a new
+        // status must be placed here or above.
+        Status::Greeting
+        | Status::Closing
+        | Status::Ok
+        | Status::SenderOk
+        | Status::RecipientOk
+        | Status::Delivered
+        | Status::CannotVerify
+        | Status::StartData
+        | Status::ServiceUnavailable
+        | Status::Timeout
+        | Status::TooManyErrors
+        | Status::InternalError
+        | Status::LookupFailed
+        | Status::TooManyRecipients
+        | Status::Unrecognized
+        | Status::LineTooLong
+        | Status::LhloRequired
+        | Status::BadArguments
+        | Status::BadSender
+        | Status::BadRecipient
+        | Status::NotImplemented
+        | Status::BadSequence
+        | Status::UnsupportedParameter
+        | Status::UnknownUser
+        | Status::MessageTooBig => "Temporary failure writing the mailbox, try again later",
     }
-}
-
-/// Formats the current time as an RFC 5322 date in local time.
-pub fn received_date() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    format_date(secs)
-}
-
-/// Formats `secs` since the epoch as an RFC 5322 date in local time.
-pub fn format_date(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let Ok(t) = crate::sys::local_time(secs) else {
-        return "Thu, 1 Jan 1970 00:00:00 +0000".to_string();
-    };
-    let offset = t.utc_offset;
-    let sign = if offset < 0 { '-' } else { '+' };
-    let offset = offset.abs();
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} {sign}{:02}{:02}",
-        DAYS[(t.weekday % 7) as usize],
-        t.day,
-        MONTHS[(t.month.clamp(1, 12) - 1) as usize],
-        t.year,
-        t.hour,
-        t.minute,
-        t.second,
-        offset / 3600,
-        (offset % 3600) / 60
-    )
 }
 
 #[cfg(test)]
@@ -541,19 +527,6 @@ mod tests {
         );
         a.options = vec![("mailhost".into(), "NODE-A".into())];
         assert!(check_account(&p, "a@x", &a).is_ok());
-    }
-
-    #[test]
-    fn date_format() {
-        let d = format_date(0);
-        // The local zone of the test machine decides the day; the shape is fixed.
-        let parts: Vec<&str> = d.split(' ').collect();
-        assert_eq!(parts.len(), 6, "{d}");
-        assert!(parts[0].ends_with(','));
-        assert!(
-            parts[5].len() == 5 && (parts[5].starts_with('+') || parts[5].starts_with('-')),
-            "{d}"
-        );
     }
 
     #[test]

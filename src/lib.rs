@@ -6,7 +6,8 @@
 //! Maildir with the owner's credentials, and answers `250` only after the
 //! file and its directory entry are on disk.
 //!
-//! Modules, from the outside in: [`cli`] (command line), [`config`]
+//! Modules, from the outside in: [`cli`] (command line), [`clock`] (time
+//! formats), [`config`]
 //! (`zoha.conf`), [`daemon`] (start, signals, stop), [`server`] (listeners
 //! and worker pool), [`lmtp`] (the protocol), [`address`] (RFC 5321 paths),
 //! [`data`] (DATA and BDAT decoding, spooling), [`account`] (lookups),
@@ -22,6 +23,7 @@
 pub mod account;
 pub mod address;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod creds;
 pub mod daemon;

@@ -17,8 +17,9 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use syslog::{Facility, LoggerBackend, Severity};
 
@@ -40,32 +41,10 @@ impl<T: std::fmt::Display> syslog::LogFormat<T> for Rfc3164 {
         write!(
             w,
             "<{priority}>{} zoha[{}]: {message}",
-            rfc3164_timestamp(),
+            crate::clock::syslog_stamp(crate::clock::now_secs()),
             self.pid
         )
         .map_err(syslog::Error::Write)
-    }
-}
-
-/// Returns the local time as `Mmm dd hh:mm:ss`, the day padded with a space.
-fn rfc3164_timestamp() -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    match crate::sys::local_time(secs) {
-        Ok(t) => format!(
-            "{} {:>2} {:02}:{:02}:{:02}",
-            MONTHS[(t.month.clamp(1, 12) - 1) as usize],
-            t.day,
-            t.hour,
-            t.minute,
-            t.second
-        ),
-        Err(_) => "Jan  1 00:00:00".to_string(),
     }
 }
 
@@ -81,7 +60,7 @@ struct SyslogState {
 
 struct ZohaLogger {
     syslog: Mutex<SyslogState>,
-    stderr: Mutex<bool>,
+    stderr: AtomicBool,
 }
 
 static LOGGER: OnceLock<ZohaLogger> = OnceLock::new();
@@ -109,7 +88,7 @@ pub fn init(settings: LogSettings) -> Result<(), String> {
             pid: crate::sys::getpid(),
             dropped: 0,
         }),
-        stderr: Mutex::new(settings.stderr),
+        stderr: AtomicBool::new(settings.stderr),
     };
     LOGGER
         .set(logger)
@@ -128,7 +107,7 @@ pub fn reconfigure(settings: LogSettings) {
         state.facility = settings.facility;
         state.logger = None;
         state.last_attempt = None;
-        *logger.stderr.lock().unwrap_or_else(|p| p.into_inner()) = settings.stderr;
+        logger.stderr.store(settings.stderr, Ordering::Relaxed);
         log::set_max_level(settings.level);
     }
 }
@@ -147,13 +126,13 @@ pub fn set_pid(pid: u32) {
 pub fn stderr_enabled() -> bool {
     LOGGER
         .get()
-        .is_some_and(|l| *l.stderr.lock().unwrap_or_else(|p| p.into_inner()))
+        .is_some_and(|l| l.stderr.load(Ordering::Relaxed))
 }
 
 /// Stops writing to standard error (after detaching from the terminal).
 pub fn disable_stderr() {
     if let Some(logger) = LOGGER.get() {
-        *logger.stderr.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        logger.stderr.store(false, Ordering::Relaxed);
     }
 }
 
@@ -240,14 +219,14 @@ impl log::Log for ZohaLogger {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(record.level(), &message);
-        if *self.stderr.lock().unwrap_or_else(|p| p.into_inner()) {
+        if self.stderr.load(Ordering::Relaxed) {
             let pid = crate::sys::getpid();
             let level = match record.level() {
                 log::Level::Error => "error: ",
                 log::Level::Warn => "warning: ",
                 _ => "",
             };
-            let stamp = timestamp();
+            let stamp = crate::clock::log_stamp(crate::clock::now_secs());
             let _ = writeln!(
                 std::io::stderr().lock(),
                 "{stamp} zoha[{pid}]: {level}{message}"
@@ -256,19 +235,4 @@ impl log::Log for ZohaLogger {
     }
 
     fn flush(&self) {}
-}
-
-/// Returns the local time as `YYYY-MM-DD HH:MM:SS`.
-fn timestamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    match crate::sys::local_time(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            t.year, t.month, t.day, t.hour, t.minute, t.second
-        ),
-        Err(_) => secs.to_string(),
-    }
 }

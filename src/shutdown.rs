@@ -69,6 +69,7 @@ impl Shutdown {
             .take();
     }
 
+    #[cfg(test)]
     /// Reports whether a stop was requested.
     pub fn is_stopping(&self) -> bool {
         self.soft_write

@@ -231,28 +231,27 @@ pub fn close(fd: OwnedFd) -> io::Result<()> {
 /// Status of `name` inside `dir` without following a symbolic link (`fstatat`).
 pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileStatus> {
     let c = c_name(name)?;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `c` is a valid C string and `st` writable memory of the right size.
-    check(unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    // SAFETY: fstatat returned 0, so the structure is initialised.
-    Ok(file_status(&unsafe { st.assume_init() }))
+    status_with(|st| {
+        // SAFETY: `c` is a valid C string and `st` writable memory of the right size.
+        unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), st, libc::AT_SYMLINK_NOFOLLOW) }
+    })
 }
 
 /// Status of the file at `path` without following a symbolic link in its
 /// last component (`lstat`).
 pub fn stat_path_nofollow(path: &Path) -> io::Result<FileStatus> {
     let c = c_path(path)?;
+    status_with(|st| {
+        // SAFETY: `c` is a valid C string and `st` writable memory of the right size.
+        unsafe { libc::lstat(c.as_ptr(), st) }
+    })
+}
+
+/// Runs a stat-like `call` on a fresh `struct stat` and converts the result.
+fn status_with(call: impl FnOnce(*mut libc::stat) -> libc::c_int) -> io::Result<FileStatus> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `c` is a valid C string and `st` writable memory of the right size.
-    check(unsafe { libc::lstat(c.as_ptr(), st.as_mut_ptr()) })?;
-    // SAFETY: lstat returned 0, so the structure is initialised.
+    check(call(st.as_mut_ptr()))?;
+    // SAFETY: the call returned 0, so it filled the whole structure.
     Ok(file_status(&unsafe { st.assume_init() }))
 }
 
@@ -353,12 +352,10 @@ impl FileStatus {
 
 /// Returns the status of the file behind `fd`.
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStatus> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` points to writable memory of the right size; fstat fills it
-    // completely on success, which is checked before `assume_init`.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat returned 0, so the structure is initialised.
-    Ok(file_status(&unsafe { st.assume_init() }))
+    status_with(|st| {
+        // SAFETY: `st` points to writable memory of the right size.
+        unsafe { libc::fstat(fd.as_raw_fd(), st) }
+    })
 }
 
 /// Reads into `buf` from `fd`, retrying on `EINTR`.
@@ -548,6 +545,7 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+#[cfg(test)]
 /// Returns the effective gid of the calling thread.
 pub fn getegid() -> u32 {
     // SAFETY: getegid cannot fail and takes no arguments.
@@ -581,11 +579,28 @@ pub struct PasswdEntry {
     pub home: std::path::PathBuf,
 }
 
+/// Runs a reentrant lookup such as `getpwnam_r` with a buffer that grows
+/// while the call fails with `ERANGE`, up to `max` bytes. `call` returns
+/// the lookup's result or its error number.
+fn with_growing_buffer<T>(
+    start: usize,
+    max: usize,
+    mut call: impl FnMut(&mut [libc::c_char]) -> Result<T, libc::c_int>,
+) -> io::Result<T> {
+    let mut buf = vec![0 as libc::c_char; start];
+    loop {
+        match call(&mut buf) {
+            Ok(value) => return Ok(value),
+            Err(libc::ERANGE) if buf.len() < max => buf.resize(buf.len() * 4, 0),
+            Err(err) => return Err(io::Error::from_raw_os_error(err)),
+        }
+    }
+}
+
 /// Looks `name` up with `getpwnam_r`; `Ok(None)` means no such user.
 pub fn getpwnam(name: &str) -> io::Result<Option<PasswdEntry>> {
     let c = c_string(name.as_bytes())?;
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
+    with_growing_buffer(1024, 1 << 20, |buf| {
         let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         // SAFETY: all pointers refer to live, writable memory of the stated
@@ -599,12 +614,8 @@ pub fn getpwnam(name: &str) -> io::Result<Option<PasswdEntry>> {
                 &mut result,
             )
         };
-        if err == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
         if err != 0 {
-            return Err(io::Error::from_raw_os_error(err));
+            return Err(err);
         }
         if result.is_null() {
             return Ok(None);
@@ -620,15 +631,14 @@ pub fn getpwnam(name: &str) -> io::Result<Option<PasswdEntry>> {
                 home: OsStr::from_bytes(CStr::from_ptr(pwd.pw_dir).to_bytes()).into(),
             }
         };
-        return Ok(Some(entry));
-    }
+        Ok(Some(entry))
+    })
 }
 
 /// Looks the group `name` up with `getgrnam_r`; returns its gid.
 pub fn getgrnam(name: &str) -> io::Result<Option<u32>> {
     let c = c_string(name.as_bytes())?;
-    let mut buf = vec![0 as libc::c_char; 4096];
-    loop {
+    with_growing_buffer(4096, 1 << 22, |buf| {
         let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
         let mut result: *mut libc::group = std::ptr::null_mut();
         // SAFETY: all pointers refer to live, writable memory of the stated sizes.
@@ -641,19 +651,15 @@ pub fn getgrnam(name: &str) -> io::Result<Option<u32>> {
                 &mut result,
             )
         };
-        if err == libc::ERANGE && buf.len() < 1 << 22 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
         if err != 0 {
-            return Err(io::Error::from_raw_os_error(err));
+            return Err(err);
         }
         if result.is_null() {
             return Ok(None);
         }
         // SAFETY: getgrnam_r returned an entry, so `grp` is initialised.
-        return Ok(Some(unsafe { grp.assume_init() }.gr_gid));
-    }
+        Ok(Some(unsafe { grp.assume_init() }.gr_gid))
+    })
 }
 
 /// Returns the groups `user` belongs to, including `gid` (`getgrouplist`).
@@ -1016,16 +1022,6 @@ pub fn forward_signals_to_pipe(signals: &[i32], pipe_write: RawFd) -> io::Result
     Ok(())
 }
 
-/// Sets `signal` to be ignored (used for SIGPIPE).
-pub fn ignore_signal(signal: i32) -> io::Result<()> {
-    // SAFETY: SIG_IGN is a valid disposition for any catchable signal.
-    let previous = unsafe { libc::signal(signal, libc::SIG_IGN) };
-    if previous == libc::SIG_ERR {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Result of [`fork`].
 pub enum Forked {
     /// In the parent, with the child's pid.
@@ -1070,12 +1066,6 @@ pub fn lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and takes one integer.
     unsafe { libc::_exit(code) }
-}
-
-/// Sends `signal` to process `pid`.
-pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
-    // SAFETY: kill takes only integers.
-    check(unsafe { libc::kill(pid as libc::pid_t, signal) }).map(drop)
 }
 
 #[cfg(test)]

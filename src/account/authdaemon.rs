@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{parse_options, resolve_maildir, Account, Lookup, Source};
+use super::{Account, Lookup, Record, Source};
 
 /// Longest reply accepted; authdaemond replies are a few hundred bytes.
 const MAX_REPLY: usize = 64 * 1024;
@@ -96,10 +96,7 @@ impl Authdaemon {
 
 /// Reports whether `reply` is complete: `FAIL`, or lines ending in `.`.
 fn is_complete(reply: &[u8]) -> bool {
-    reply == b"FAIL\n"
-        || reply.starts_with(b"FAIL\n")
-        || reply == b".\n"
-        || reply.ends_with(b"\n.\n")
+    reply.starts_with(b"FAIL\n") || reply == b".\n" || reply.ends_with(b"\n.\n")
 }
 
 /// Turns a complete reply into a lookup result.
@@ -157,25 +154,13 @@ fn account_from_reply(
         }
         _ => return Err("the reply has neither UID and GID nor USERNAME".into()),
     };
-    let home = PathBuf::from(get.get("HOME").ok_or("the reply has no HOME")?);
-    let maildir = resolve_maildir(&home, get.get("MAILDIR").map(String::as_str))?;
-    Ok(Account {
-        name: address.to_string(),
-        uid,
-        gid,
-        groups,
-        home,
-        maildir,
-        quota: get
-            .get("QUOTA")
-            .map(|q| q.trim().to_string())
-            .filter(|q| !q.is_empty()),
-        options: get
-            .get("OPTIONS")
-            .map(|o| parse_options(o))
-            .unwrap_or_default(),
-        source: origin.to_string(),
-    })
+    let record = Record {
+        home: get.get("HOME").ok_or("the reply has no HOME")?,
+        mail: get.get("MAILDIR").map(String::as_str),
+        quota: get.get("QUOTA").map(String::as_str),
+        options: get.get("OPTIONS").map(String::as_str),
+    };
+    Account::from_record(address, (uid, gid, groups), record, origin.to_string())
 }
 
 impl Source for Authdaemon {

@@ -63,6 +63,48 @@ impl Account {
     }
 }
 
+/// The text fields of an account record, as a userdb line or an
+/// authdaemon reply gives them.
+pub struct Record<'a> {
+    /// Home directory.
+    pub home: &'a str,
+    /// The Maildir, absolute or relative to `home`; empty or absent means `home/Maildir`.
+    pub mail: Option<&'a str>,
+    /// Maildir++ quota string.
+    pub quota: Option<&'a str>,
+    /// Courier options, `name=value` pairs separated by commas.
+    pub options: Option<&'a str>,
+}
+
+impl Account {
+    /// Builds an account from a record's ids and text fields.
+    pub fn from_record(
+        name: &str,
+        ids: (u32, u32, Vec<u32>),
+        record: Record<'_>,
+        source: String,
+    ) -> Result<Account, String> {
+        let (uid, gid, groups) = ids;
+        let home = PathBuf::from(record.home);
+        let maildir = resolve_maildir(&home, record.mail)?;
+        Ok(Account {
+            name: name.to_string(),
+            uid,
+            gid,
+            groups,
+            home,
+            maildir,
+            quota: record
+                .quota
+                .map(str::trim)
+                .filter(|q| !q.is_empty())
+                .map(str::to_string),
+            options: record.options.map(parse_options).unwrap_or_default(),
+            source,
+        })
+    }
+}
+
 /// Parses Courier's `options` field: `name=value` pairs separated by commas.
 pub fn parse_options(text: &str) -> Vec<(String, String)> {
     text.split(',')

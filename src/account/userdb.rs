@@ -24,7 +24,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{parse_options, resolve_maildir, Account, Lookup, Source};
+use super::{Account, Lookup, Record, Source};
 
 /// The Courier userdb text file source.
 pub struct UserdbFile {
@@ -224,26 +224,18 @@ fn parse_record(name: &str, fields: &str, origin: &str) -> Result<Account, Strin
     };
     let uid = number("uid")?;
     let gid = number("gid")?;
-    let home = values.get("home").ok_or("the home field is missing")?;
-    let home = PathBuf::from(home);
-    let maildir = resolve_maildir(&home, values.get("mail").copied())?;
-    Ok(Account {
-        name: name.to_string(),
-        uid,
-        gid,
-        groups: vec![gid],
-        home,
-        maildir,
-        quota: values
-            .get("quota")
-            .map(|q| q.trim().to_string())
-            .filter(|q| !q.is_empty()),
-        options: values
-            .get("options")
-            .map(|o| parse_options(o))
-            .unwrap_or_default(),
-        source: format!("file:{origin}"),
-    })
+    let record = Record {
+        home: values.get("home").ok_or("the home field is missing")?,
+        mail: values.get("mail").copied(),
+        quota: values.get("quota").copied(),
+        options: values.get("options").copied(),
+    };
+    Account::from_record(
+        name,
+        (uid, gid, vec![gid]),
+        record,
+        format!("file:{origin}"),
+    )
 }
 
 #[cfg(test)]

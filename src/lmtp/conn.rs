@@ -113,14 +113,7 @@ impl Conn {
         if self.start < self.end {
             return Ok(());
         }
-        self.flush().map_err(ReadError::Io)?;
-        self.wait_readable(timeout, idle)?;
-        let n = sys::read(self.read_fd, &mut self.input[self.end..]).map_err(ReadError::Io)?;
-        if n == 0 {
-            return Err(ReadError::Closed);
-        }
-        self.end += n;
-        Ok(())
+        self.read_more(timeout, idle)
     }
 
     /// Reads more input into the free part of the buffer (used while a
@@ -131,6 +124,11 @@ impl Conn {
             self.end -= self.start;
             self.start = 0;
         }
+        self.read_more(timeout, idle)
+    }
+
+    /// Flushes pending replies, waits for input and appends it to the buffer.
+    fn read_more(&mut self, timeout: Duration, idle: bool) -> Result<(), ReadError> {
         self.flush().map_err(ReadError::Io)?;
         self.wait_readable(timeout, idle)?;
         let n = sys::read(self.read_fd, &mut self.input[self.end..]).map_err(ReadError::Io)?;

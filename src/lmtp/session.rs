@@ -280,12 +280,8 @@ impl Session {
                         self.last_command
                     );
                 }
-                let text = format!(
-                    "{} Service shutting down, try again later",
-                    self.runtime.config.hostname
-                );
                 let context = format!("after {}", self.last_command);
-                self.reply(Status::ServiceUnavailable.reply(text), &context, None);
+                self.reply(self.shutting_down_reply(), &context, None);
             }
             ReadError::Io(e) => log::info!(
                 "{}: read error after {} from {}: {e}",
@@ -295,6 +291,14 @@ impl Session {
             ),
         }
         Flow::Close
+    }
+
+    fn shutting_down_reply(&self) -> Reply {
+        let text = format!(
+            "{} Service shutting down, try again later",
+            self.runtime.config.hostname
+        );
+        Status::ServiceUnavailable.reply(text)
     }
 
     fn reject_line(&mut self, error: CommandError, line: &[u8]) {
@@ -441,66 +445,11 @@ impl Session {
 
     fn handle_mail(&mut self, arg: &str, logged: &str) {
         self.last_command = "MAIL";
-        match self.state {
-            State::Connected => {
-                return self.reply(Status::BadSequence.reply("Send LHLO first"), logged, None)
-            }
-            State::Mail | State::Chunking => {
-                return self.reply(
-                    Status::BadSequence.reply("Nested MAIL command"),
-                    logged,
-                    None,
-                )
-            }
-            State::Ready => {}
-        }
-        let (sender, params) = match address::parse_reverse_path(arg) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                return self.reply(
-                    Status::BadSender.reply(format!("Bad sender address syntax: {e}")),
-                    logged,
-                    None,
-                )
-            }
+        let checked = self.check_mail(arg);
+        let (sender, declared_size) = match checked {
+            Ok(accepted) => accepted,
+            Err(refusal) => return self.reply(refusal, logged, None),
         };
-        let mut declared_size = None;
-        for param in params {
-            match (param.keyword.as_str(), param.value.as_deref()) {
-                ("SIZE", Some(value)) => match value.parse::<u64>() {
-                    Ok(size) if size > self.runtime.config.max_message_size => {
-                        let text = format!(
-                            "Message size exceeds fixed maximum message size ({} bytes)",
-                            self.runtime.config.max_message_size
-                        );
-                        return self.reply(Status::MessageTooBig.reply(text), logged, None);
-                    }
-                    Ok(size) => declared_size = Some(size),
-                    Err(_) => {
-                        return self.reply(
-                            Status::BadArguments.reply("SIZE requires a number of octets"),
-                            logged,
-                            None,
-                        )
-                    }
-                },
-                ("BODY", Some(value))
-                    if value.eq_ignore_ascii_case("7BIT")
-                        || value.eq_ignore_ascii_case("8BITMIME") => {}
-                ("BODY", _) => {
-                    return self.reply(
-                        Status::UnsupportedParameter.reply("BODY must be 7BIT or 8BITMIME"),
-                        logged,
-                        None,
-                    )
-                }
-                ("SMTPUTF8", None) => {}
-                (keyword, _) => {
-                    let text = format!("Unsupported MAIL parameter {keyword}");
-                    return self.reply(Status::UnsupportedParameter.reply(text), logged, None);
-                }
-            }
-        }
         self.tx = Some(Transaction {
             sender,
             declared_size,
@@ -512,6 +461,50 @@ impl Session {
         });
         self.enter_state(State::Mail);
         self.reply(Status::SenderOk.reply("OK"), logged, None);
+    }
+
+    /// Checks a MAIL command: the sequence, the path and the parameters.
+    /// Returns the sender and the declared size, or the refusal.
+    fn check_mail(&self, arg: &str) -> Result<(Option<Mailbox>, Option<u64>), Reply> {
+        match self.state {
+            State::Connected => return Err(Status::BadSequence.reply("Send LHLO first")),
+            State::Mail | State::Chunking => {
+                return Err(Status::BadSequence.reply("Nested MAIL command"))
+            }
+            State::Ready => {}
+        }
+        let (sender, params) = address::parse_reverse_path(arg)
+            .map_err(|e| Status::BadSender.reply(format!("Bad sender address syntax: {e}")))?;
+        let max = self.runtime.config.max_message_size;
+        let mut declared_size = None;
+        for param in params {
+            match (param.keyword.as_str(), param.value.as_deref()) {
+                ("SIZE", Some(value)) => {
+                    let size: u64 = value.parse().map_err(|_| {
+                        Status::BadArguments.reply("SIZE requires a number of octets")
+                    })?;
+                    if size > max {
+                        let text = format!(
+                            "Message size exceeds fixed maximum message size ({max} bytes)"
+                        );
+                        return Err(Status::MessageTooBig.reply(text));
+                    }
+                    declared_size = Some(size);
+                }
+                ("BODY", Some(value))
+                    if value.eq_ignore_ascii_case("7BIT")
+                        || value.eq_ignore_ascii_case("8BITMIME") => {}
+                ("BODY", _) => {
+                    return Err(Status::UnsupportedParameter.reply("BODY must be 7BIT or 8BITMIME"))
+                }
+                ("SMTPUTF8", None) => {}
+                (keyword, _) => {
+                    let text = format!("Unsupported MAIL parameter {keyword}");
+                    return Err(Status::UnsupportedParameter.reply(text));
+                }
+            }
+        }
+        Ok((sender, declared_size))
     }
 
     fn handle_rcpt(&mut self, arg: &str, logged: &str) {
@@ -755,7 +748,7 @@ impl Session {
             sender,
             lhlo: self.lhlo.clone(),
             peer: self.peer.received.clone(),
-            date: delivery::received_date(),
+            date: crate::clock::rfc5322_date(crate::clock::now_secs()),
         };
         let mut done: Vec<(String, Reply)> = Vec::new();
         for target in &tx.targets {
@@ -780,15 +773,7 @@ impl Session {
             self.conn.queue(&reply.to_string());
         }
         if self.conn.stop_requested() {
-            let text = format!(
-                "{} Service shutting down, try again later",
-                self.runtime.config.hostname
-            );
-            self.reply(
-                Status::ServiceUnavailable.reply(text),
-                "after END-OF-MESSAGE",
-                None,
-            );
+            self.reply(self.shutting_down_reply(), "after END-OF-MESSAGE", None);
             return Flow::Close;
         }
         Flow::Continue

@@ -26,7 +26,6 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{name, DeliveryError, Maildir, Step, FILE_MODE};
 use crate::sys;
@@ -167,33 +166,25 @@ pub fn check(
         // missed) or is 15 minutes old or older.
         Some(f) => (
             f.usage,
-            f.lines > 1 || now_seconds() - f.mtime >= STALE_SECONDS,
+            f.lines > 1 || crate::clock::now_secs() - f.mtime >= STALE_SECONDS,
         ),
         None => (rebuild(root, &quota_text)?, false),
     };
+    let usage = if recheck && !limit.allows(usage, size) {
+        rebuild(root, &quota_text)?
+    } else {
+        usage
+    };
+    Ok(verdict(limit, quota_text, usage, size))
+}
+
+/// Compares `usage` plus a message of `size` bytes with `limit`.
+fn verdict(limit: QuotaLimit, quota: String, usage: Usage, size: u64) -> Verdict {
     if limit.allows(usage, size) {
-        return Ok(Verdict::Fits {
-            quota: quota_text,
-            usage,
-        });
+        Verdict::Fits { quota, usage }
+    } else {
+        Verdict::Over { quota, usage }
     }
-    if recheck {
-        let usage = rebuild(root, &quota_text)?;
-        if limit.allows(usage, size) {
-            return Ok(Verdict::Fits {
-                quota: quota_text,
-                usage,
-            });
-        }
-        return Ok(Verdict::Over {
-            quota: quota_text,
-            usage,
-        });
-    }
-    Ok(Verdict::Over {
-        quota: quota_text,
-        usage,
-    })
 }
 
 /// Decides for a mailbox that contains no mail yet (its Maildir does not
@@ -203,13 +194,7 @@ pub fn check_empty(account_quota: Option<&str>, size: u64) -> Verdict {
     let Some((quota, limit)) = parsed.filter(|(_, l)| !l.is_unlimited()) else {
         return Verdict::Unlimited;
     };
-    let usage = Usage::default();
-    let quota = quota.to_string();
-    if limit.allows(usage, size) {
-        Verdict::Fits { quota, usage }
-    } else {
-        Verdict::Over { quota, usage }
-    }
+    verdict(limit, quota.to_string(), Usage::default(), size)
 }
 
 /// Appends `<size> 1` to `maildirsize` after a delivery, if the file exists.
@@ -226,7 +211,8 @@ pub fn record(root: &Maildir, size: u64) -> Result<(), DeliveryError> {
         .map_err(|e| DeliveryError::io(Step::Quota, &path, e))?;
     let line = format!("{size} 1\n");
     // One write call, so lines from concurrent deliveries never interleave.
-    let written = sys::write(std::os::fd::AsRawFd::as_raw_fd(&file), line.as_bytes())
+    let written = (&file)
+        .write(line.as_bytes())
         .map_err(|e| DeliveryError::io(Step::Quota, &path, e))?;
     if written != line.len() {
         return Err(DeliveryError::io(
@@ -236,13 +222,6 @@ pub fn record(root: &Maildir, size: u64) -> Result<(), DeliveryError> {
         ));
     }
     Ok(())
-}
-
-fn now_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Reads and parses `maildirsize`; `None` when missing or unusable.
