@@ -243,16 +243,8 @@ fn check(config: &Config) -> i32 {
     if let Err(e) = daemon::resolve_user(config) {
         problems.push(e);
     }
-    match std::fs::metadata(&config.spool_directory) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => problems.push(format!(
-            "spool_directory {} is not a directory",
-            config.spool_directory.display()
-        )),
-        Err(e) => problems.push(format!(
-            "spool_directory {}: {e}",
-            config.spool_directory.display()
-        )),
+    if let Err(e) = daemon::check_spool_directory(config) {
+        problems.push(e);
     }
     problems.extend(Accounts::from_config(config).check());
     if problems.is_empty() {

@@ -81,6 +81,20 @@ pub fn resolve_user(config: &Config) -> Result<Option<(u32, u32, Vec<u32>)>, Str
     Ok(Some((entry.uid, entry.gid, groups)))
 }
 
+/// Checks that `spool_directory` is a directory; messages larger than the
+/// memory spool could not be received otherwise.
+pub fn check_spool_directory(config: &Config) -> Result<(), String> {
+    let path = &config.spool_directory;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "spool_directory {} is not a directory",
+            path.display()
+        )),
+        Err(e) => Err(format!("spool_directory {}: {e}", path.display())),
+    }
+}
+
 /// Chooses the credential mode and, for `user = name`, drops privileges.
 /// Call after binding sockets and before starting threads.
 pub fn enter_mode(config: &Config) -> Result<Mode, String> {
@@ -132,6 +146,10 @@ impl PidFile {
             let _ = file.read_to_string(&mut text);
             let pid = text.trim();
             return Err(match e.kind() {
+                std::io::ErrorKind::WouldBlock if pid.is_empty() => format!(
+                    "zoha is already starting or running (pid file {} locked)",
+                    path.display()
+                ),
                 std::io::ErrorKind::WouldBlock => format!(
                     "zoha is already running (pid {pid}, locked {})",
                     path.display()
@@ -331,6 +349,7 @@ fn start(
     pid_file: Option<&mut PidFile>,
     readiness: &mut Option<Readiness>,
 ) -> Result<Running, String> {
+    check_spool_directory(&config)?;
     // Bind before detaching, so that errors reach the terminal.
     let listeners = match inherited {
         Some(sockets) => sockets
@@ -406,28 +425,36 @@ fn wait_for_stop(
     holder: &RuntimeHolder,
     pool: &Pool,
 ) -> i32 {
-    let mut byte = [0u8; 1];
+    // The bytes only wake this loop; the pending set names the signals.
+    let mut bytes = [0u8; 256];
     loop {
-        match sys::read(signals.as_raw_fd(), &mut byte) {
-            Ok(1) => {}
-            Ok(_) => return libc::SIGTERM,
+        match sys::read(signals.as_raw_fd(), &mut bytes) {
+            Ok(0) => return libc::SIGTERM,
+            Ok(_) => {}
             Err(e) => {
                 log::error!("reading the signal pipe failed: {e}; stopping");
                 return libc::SIGTERM;
             }
         }
-        let signal = i32::from(byte[0]);
-        if signal == libc::SIGHUP {
+        // A stop wins over reloads, and several SIGHUPs become one reload.
+        let pending = sys::take_pending_signals();
+        for stop in [libc::SIGTERM, libc::SIGINT] {
+            if pending & (1 << stop) != 0 {
+                return stop;
+            }
+        }
+        if pending & (1 << libc::SIGHUP) != 0 {
             reload(options, mode, holder, pool);
-        } else {
-            return signal;
         }
     }
 }
 
 /// Rereads the configuration; keeps the old one when the new one is bad.
 fn reload(options: &StartOptions, mode: Mode, holder: &RuntimeHolder, pool: &Pool) {
-    let config = match Config::load(&options.config_path) {
+    let loaded = Config::load(&options.config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|c| check_spool_directory(&c).map(|()| c));
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             log::error!("reload failed, keeping the running configuration: {e}");

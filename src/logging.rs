@@ -15,8 +15,10 @@
 //! Failures: none reach the caller; a logger can be installed only once,
 //! and [`init`] reports that as an error string.
 
+use std::io::BufWriter;
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -150,17 +152,9 @@ impl SyslogState {
             facility: self.facility,
             pid: self.pid,
         };
-        self.logger = syslog::unix_custom(formatter, &self.socket).ok();
-        // A syslog daemon that stops reading must not stall the sessions
-        // that log: with a non-blocking socket, lines are dropped instead.
-        let nonblocking = match self.logger.as_ref().map(|l| &l.backend) {
-            Some(LoggerBackend::Unix(socket)) => socket.set_nonblocking(true),
-            Some(LoggerBackend::UnixStream(writer)) => writer.get_ref().set_nonblocking(true),
-            _ => Ok(()),
-        };
-        if nonblocking.is_err() {
-            self.logger = None;
-        }
+        self.logger = connect_nonblocking(&self.socket)
+            .ok()
+            .map(|backend| syslog::Logger { formatter, backend });
     }
 
     fn send(&mut self, level: log::Level, message: &str) {
@@ -168,6 +162,7 @@ impl SyslogState {
             self.connect();
         }
         let Some(logger) = self.logger.as_mut() else {
+            self.dropped += 1;
             return;
         };
         if self.dropped > 0 {
@@ -203,6 +198,66 @@ impl SyslogState {
     }
 }
 
+/// Connects to the syslog socket without ever waiting, because a syslog
+/// daemon that stops reading must not stall the sessions that log: a
+/// datagram socket, or for a stream socket (`EPROTOTYPE`) a non-blocking
+/// connect that fails on a full backlog. Both sockets stay non-blocking,
+/// so lines are dropped (and counted) instead of waited on.
+fn connect_nonblocking(path: &Path) -> std::io::Result<LoggerBackend> {
+    let datagram = UnixDatagram::unbound()?;
+    match datagram.connect(path) {
+        Ok(()) => {
+            datagram.set_nonblocking(true)?;
+            Ok(LoggerBackend::Unix(datagram))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+            let stream = crate::sys::unix_connect(path, Duration::ZERO)?;
+            Ok(LoggerBackend::UnixStream(BufWriter::new(stream)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces control characters (line ends included, so that one record is
+/// one line) with `\u{NNNN}`: values from account sources or files can
+/// carry any bytes.
+fn escape_controls(message: &str) -> String {
+    if !message.chars().any(char::is_control) {
+        return message.to_string();
+    }
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:04X}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Longest line written to standard error; a pipe takes a write of at most
+/// PIPE_BUF (4096) bytes whole once poll reports room.
+const MAX_STDERR_LINE: usize = 4000;
+
+/// Writes `line` to standard error unless that would wait: a stalled
+/// reader (a full pipe) must not stall the sessions that log.
+fn write_stderr(line: &str) {
+    let writable = crate::sys::poll(&[(2, libc::POLLOUT)], Some(Duration::ZERO))
+        .is_ok_and(|ready| ready[0] & libc::POLLOUT != 0);
+    if !writable {
+        return;
+    }
+    let mut end = line.len().min(MAX_STDERR_LINE);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    // One write call of at most PIPE_BUF bytes, line end included.
+    let text = format!("{}\n", &line[..end]);
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 impl log::Log for ZohaLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
@@ -214,7 +269,7 @@ impl log::Log for ZohaLogger {
         }
         let message = record.args().to_string();
         // One record is one line: a stray line end must not forge a second one.
-        let message = message.replace(['\n', '\r'], " ");
+        let message = escape_controls(&message);
         self.syslog
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -227,10 +282,7 @@ impl log::Log for ZohaLogger {
                 _ => "",
             };
             let stamp = crate::clock::log_stamp(crate::clock::now_secs());
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{stamp} zoha[{pid}]: {level}{message}"
-            );
+            write_stderr(&format!("{stamp} zoha[{pid}]: {level}{message}"));
         }
     }
 

@@ -821,7 +821,9 @@ fn socket_address(addr: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc:
 
 /// Connects a UNIX stream socket to `path`, waiting at most `timeout` when
 /// the server's backlog is full: Linux applies the send timeout
-/// (`SO_SNDTIMEO`) to a blocking `connect` on UNIX sockets.
+/// (`SO_SNDTIMEO`) to a blocking `connect` on UNIX sockets. A zero timeout
+/// makes the socket non-blocking: the connect fails at once on a full
+/// backlog, and the returned stream stays non-blocking.
 pub fn unix_connect(path: &Path, timeout: Duration) -> io::Result<std::os::unix::net::UnixStream> {
     let bytes = path.as_os_str().as_bytes();
     // SAFETY: sockaddr_un is plain data for which all-zero bytes are valid.
@@ -836,24 +838,35 @@ pub fn unix_connect(path: &Path, timeout: Duration) -> io::Result<std::os::unix:
     for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
         *dst = src as libc::c_char;
     }
+    let nonblocking = if timeout.is_zero() {
+        libc::SOCK_NONBLOCK
+    } else {
+        0
+    };
     // SAFETY: socket takes only integers.
     let fd = owned_fd(unsafe {
-        libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
-    })?;
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: the option value points to a live timeval of the passed size.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | nonblocking,
+            0,
         )
     })?;
+    if !timeout.is_zero() {
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: the option value points to a live timeval of the passed size.
+        check(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })?;
+    }
     let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
     loop {
         // SAFETY: `addr` is an initialised sockaddr_un of at least `len` bytes.
@@ -988,6 +1001,16 @@ pub fn is_open(fd: RawFd) -> bool {
 
 static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
+/// Signals received and not yet taken, one bit per signal number. The pipe
+/// byte only wakes the reader: a full pipe drops bytes, the set does not.
+static PENDING_SIGNALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Returns and clears the set of signals received since the last call, as
+/// a bit mask with bit `n` for signal `n`.
+pub fn take_pending_signals() -> u64 {
+    PENDING_SIGNALS.swap(0, std::sync::atomic::Ordering::SeqCst)
+}
+
 extern "C" fn write_signal_to_pipe(signal: libc::c_int) {
     let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
@@ -995,6 +1018,9 @@ extern "C" fn write_signal_to_pipe(signal: libc::c_int) {
         // SAFETY: __errno_location returns this thread's errno slot, valid
         // for the thread's lifetime and async-signal-safe to access.
         let saved = unsafe { *libc::__errno_location() };
+        // Atomic operations are async-signal-safe.
+        let bit = 1u64 << (signal as u32 % 64);
+        PENDING_SIGNALS.fetch_or(bit, std::sync::atomic::Ordering::SeqCst);
         let byte = signal as u8;
         // SAFETY: write is async-signal-safe; `byte` lives for the call. The
         // result is ignored because a full pipe already has a pending wake-up.

@@ -12,9 +12,12 @@
 //! Failures: `FAIL` is [`Lookup::Unknown`]; a refused or dropped connection, a
 //! reply that does not arrive within `authdaemon_timeout`, a reply without
 //! the `.` line, and a reply without uid, gid or home are [`Lookup::Failed`].
+//! After a timeout, lookups fail at once for 30 seconds, so that the
+//! recipients of one transaction do not each wait for a stalled daemon.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Account, Lookup, Record, Source};
@@ -22,11 +25,25 @@ use super::{Account, Lookup, Record, Source};
 /// Longest reply accepted; authdaemond replies are a few hundred bytes.
 const MAX_REPLY: usize = 64 * 1024;
 
+/// How long lookups fail at once after authdaemond did not answer in time,
+/// so that a transaction with many recipients does not wait for each one.
+const TIMEOUT_BACKOFF: Duration = Duration::from_secs(30);
+
 /// The courier-authlib authdaemon source.
 pub struct Authdaemon {
     socket: PathBuf,
     service: String,
     timeout: Duration,
+    /// When a request last timed out.
+    last_timeout: Mutex<Option<Instant>>,
+}
+
+/// Why a request got no usable reply.
+enum AskError {
+    /// authdaemond did not accept, read or answer within the timeout.
+    TimedOut(String),
+    /// Any other failure.
+    Failed(String),
 }
 
 impl Authdaemon {
@@ -36,61 +53,73 @@ impl Authdaemon {
             socket: socket.to_path_buf(),
             service: service.to_string(),
             timeout,
+            last_timeout: Mutex::new(None),
         }
     }
 
+    fn timed_out(&self, step: &str) -> AskError {
+        AskError::TimedOut(format!(
+            "{step}: no answer within {} s",
+            self.timeout.as_secs()
+        ))
+    }
+
     /// Sends the request and returns the raw reply text.
-    fn ask(&self, address: &str) -> Result<String, String> {
+    fn ask(&self, address: &str) -> Result<String, AskError> {
+        use std::io::ErrorKind::{TimedOut, WouldBlock};
         let deadline = Instant::now() + self.timeout;
-        let mut stream = crate::sys::unix_connect(&self.socket, self.timeout)
-            .map_err(|e| format!("cannot connect to {}: {e}", self.socket.display()))?;
-        stream
-            .set_write_timeout(Some(self.timeout))
-            .map_err(|e| e.to_string())?;
+        let mut stream = match crate::sys::unix_connect(&self.socket, self.timeout) {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == TimedOut => return Err(self.timed_out("connect")),
+            Err(e) => {
+                return Err(AskError::Failed(format!(
+                    "cannot connect to {}: {e}",
+                    self.socket.display()
+                )))
+            }
+        };
         let request = format!("PRE . {} {}\n", self.service, address);
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("sending the request failed: {e}"))?;
+        let sent = stream
+            .set_write_timeout(Some(self.timeout))
+            .and_then(|()| stream.write_all(request.as_bytes()));
+        match sent {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {
+                return Err(self.timed_out("request"))
+            }
+            Err(e) => return Err(AskError::Failed(format!("sending the request failed: {e}"))),
+        }
         let mut reply = Vec::new();
         let mut buf = [0u8; 4096];
-        loop {
-            if is_complete(&reply) {
-                break;
-            }
+        while !is_complete(&reply) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!(
-                    "no complete reply within {} s",
-                    self.timeout.as_secs()
-                ));
+                return Err(self.timed_out("reply"));
             }
-            stream
+            let read = stream
                 .set_read_timeout(Some(left))
-                .map_err(|e| e.to_string())?;
-            let n = match stream.read(&mut buf) {
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(format!(
-                        "no complete reply within {} s",
-                        self.timeout.as_secs()
+                .and_then(|()| stream.read(&mut buf));
+            let n = match read {
+                Ok(0) => {
+                    return Err(AskError::Failed(
+                        "the connection closed before the end of the reply".into(),
                     ))
                 }
-                Err(e) => return Err(format!("reading the reply failed: {e}")),
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {
+                    return Err(self.timed_out("reply"))
+                }
+                Err(e) => return Err(AskError::Failed(format!("reading the reply failed: {e}"))),
             };
-            if n == 0 {
-                return Err("the connection closed before the end of the reply".into());
-            }
             reply.extend_from_slice(&buf[..n]);
             if reply.len() > MAX_REPLY {
-                return Err(format!("the reply is longer than {MAX_REPLY} bytes"));
+                return Err(AskError::Failed(format!(
+                    "the reply is longer than {MAX_REPLY} bytes"
+                )));
             }
         }
-        String::from_utf8(reply).map_err(|_| "the reply is not valid UTF-8".into())
+        String::from_utf8(reply)
+            .map_err(|_| AskError::Failed("the reply is not valid UTF-8".into()))
     }
 }
 
@@ -176,9 +205,19 @@ impl Source for Authdaemon {
         {
             return Lookup::Unknown;
         }
+        let mut last_timeout = self.last_timeout.lock().unwrap_or_else(|p| p.into_inner());
+        if last_timeout.is_some_and(|t| t.elapsed() < TIMEOUT_BACKOFF) {
+            return Lookup::Failed("authdaemond did not answer a request moments ago".into());
+        }
+        drop(last_timeout);
         match self.ask(&address) {
             Ok(reply) => parse_reply(&reply, &address, &self.describe()),
-            Err(why) => Lookup::Failed(why),
+            Err(AskError::TimedOut(why)) => {
+                last_timeout = self.last_timeout.lock().unwrap_or_else(|p| p.into_inner());
+                *last_timeout = Some(Instant::now());
+                Lookup::Failed(why)
+            }
+            Err(AskError::Failed(why)) => Lookup::Failed(why),
         }
     }
 

@@ -31,6 +31,12 @@ pub fn validate_folder_name(name: &str) -> Result<(), String> {
     if name.contains('/') {
         return Err(format!("folder name \"{name}\" contains \"/\""));
     }
+    // IMAP LIST treats these as wildcards, so clients could not name the folder.
+    if name.contains(['*', '%']) {
+        return Err(format!(
+            "folder name \"{name}\" contains an IMAP wildcard (* or %)"
+        ));
+    }
     if name.split('.').any(str::is_empty) {
         return Err(format!(
             "folder name \"{name}\" has an empty level (leading, trailing or double dot)"
@@ -43,6 +49,11 @@ pub fn validate_folder_name(name: &str) -> Result<(), String> {
 /// `None` when the detail is empty, names INBOX, is too long, or is not a
 /// valid folder, so the message goes to INBOX.
 pub fn folder_for_detail(detail: &str) -> Option<String> {
+    // Courier names IMAP folders INBOX.<name>, so `+INBOX.lists` means `.lists`.
+    let detail = match detail.get(..6) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("INBOX.") => &detail[6..],
+        _ => detail,
+    };
     let unusable = detail.is_empty()
         || detail.eq_ignore_ascii_case("inbox")
         || detail == TRASH
@@ -73,6 +84,7 @@ mod tests {
         assert!(validate_folder_name("tab\there").is_err());
         assert!(validate_folder_name("del\u{7f}").is_err());
         assert!(validate_folder_name("").is_err());
+        assert!(validate_folder_name("a%").is_err());
     }
 
     #[test]
@@ -82,6 +94,9 @@ mod tests {
         assert_eq!(folder_for_detail(""), None);
         assert_eq!(folder_for_detail("INBOX"), None);
         assert_eq!(folder_for_detail("Trash"), None);
+        assert_eq!(folder_for_detail("INBOX.lists").as_deref(), Some("lists"));
+        assert_eq!(folder_for_detail("inbox.Trash"), None);
+        assert_eq!(folder_for_detail("a*b"), None);
         assert_eq!(folder_for_detail("../x"), None);
         assert_eq!(folder_for_detail("a/b"), None);
         assert_eq!(folder_for_detail(&"x".repeat(300)), None);
