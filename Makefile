@@ -3,6 +3,7 @@
 # make            build the release binary
 # make run        start Zoha in the foreground on a demo setup (no root needed)
 # make test       unit and integration tests, formatting, lints, documentation checks
+#                 (make check is the same)
 # make e2e        end-to-end test with real Postfix and Courier IMAP (root, installs packages)
 # make bench      throughput against Dovecot LMTP (root, installs packages)
 # make install    install into $(DESTDIR)$(PREFIX); make uninstall removes it again
@@ -19,7 +20,7 @@ INSTALL    ?= install
 BINARY  = $(or $(CARGO_TARGET_DIR),target)/release/zoha
 MANPAGES = man/zoha.8 man/zoha.conf.5 man/zoha-userdb.5
 
-.PHONY: all build run test unit lint check-docs install-check e2e bench install uninstall clean
+.PHONY: all build run test check unit lint check-docs install-check e2e bench install uninstall clean
 
 all: build
 
@@ -32,6 +33,9 @@ run: build
 	sh contrib/demo.sh
 
 test: lint check-docs unit install-check
+
+# The name many packaging tools call.
+check: test
 
 unit:
 	$(CARGO) test --locked --release
