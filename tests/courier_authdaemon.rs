@@ -20,16 +20,12 @@ mod support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use common::{Account, Client, Daemon, Reply, Setup, WAIT, ZOHA};
+use common::{AcceptThread, Account, Client, Daemon, Reply, Setup, WAIT, ZOHA};
 use support::Owner;
 
 /// What the fake authdaemond does with one request.
@@ -48,46 +44,34 @@ type Responder = dyn Fn(&str) -> Answer + Send + Sync;
 /// A fake authdaemond listening on a UNIX socket in a test directory.
 struct FakeAuthdaemon {
     path: PathBuf,
-    listener_fd: RawFd,
     requests: Arc<Mutex<Vec<String>>>,
     /// Number of held connections that the client has closed, and its signal.
     released: Arc<(Mutex<usize>, Condvar)>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: AcceptThread,
 }
 
 impl FakeAuthdaemon {
     /// Listens on `path`; `respond` gets each request line (without its LF).
     fn start(path: &Path, respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> Self {
         let listener = UnixListener::bind(path).expect("bind fake authdaemon socket");
-        let listener_fd = listener.as_raw_fd();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let released = Arc::new((Mutex::new(0), Condvar::new()));
-        let stop = Arc::new(AtomicBool::new(false));
         let respond: Arc<Responder> = Arc::new(respond);
-        let thread = {
-            let (requests, released, stop) = (requests.clone(), released.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (requests, released, respond) =
-                        (requests.clone(), released.clone(), respond.clone());
-                    std::thread::spawn(move || {
-                        serve_connection(stream, &requests, &released, respond.as_ref())
-                    });
-                }
+        let server = {
+            let (requests, released) = (requests.clone(), released.clone());
+            AcceptThread::start(listener, move |stream| {
+                let (requests, released, respond) =
+                    (requests.clone(), released.clone(), respond.clone());
+                std::thread::spawn(move || {
+                    serve_connection(stream, &requests, &released, respond.as_ref())
+                });
             })
         };
         FakeAuthdaemon {
             path: path.to_path_buf(),
-            listener_fd,
             requests,
             released,
-            stop,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -108,20 +92,6 @@ impl FakeAuthdaemon {
             "only {} of {count} held connections were closed by zoha",
             *guard
         );
-    }
-}
-
-impl Drop for FakeAuthdaemon {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so that it checks the flag. A connection would
-        // not do, because the test directory and its socket file may be gone.
-        // SAFETY: shutdown has no memory preconditions, and the listener
-        // thread keeps the descriptor open until it has seen the flag.
-        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -185,18 +155,10 @@ fn start_with_authdaemon(setup: &Setup, socket: &Path, extra: &str) -> Daemon {
     Daemon::start(&setup.config_path(), setup.port, &setup.dir.path)
 }
 
+/// Writes the userdb file and the configuration with `userdb = authdaemon:<socket>`.
 fn write_authdaemon_config(setup: &Setup, socket: &Path, extra: &str) {
     setup.write_userdb();
-    let file_source = format!("userdb = file:{}", setup.userdb_path().display());
-    let text = setup.config_text(extra);
-    assert!(
-        text.contains(&file_source),
-        "base configuration changed: {text}"
-    );
-    let text = text.replace(
-        &file_source,
-        &format!("userdb = authdaemon:{}", socket.display()),
-    );
+    let text = common::authdaemon_config(setup, socket, extra);
     fs::write(setup.config_path(), text).expect("write config");
 }
 
@@ -503,7 +465,7 @@ fn authdaemon_quota_checked_at_rcpt() {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(alice.maildir().join(sub)).expect("create Maildir");
     }
-    chown_tree(&alice.maildir(), alice.uid);
+    common::chown_tree(&alice.maildir(), alice.uid);
 
     let mut c = Client::ready(setup.port);
     assert_eq!(c.command("MAIL FROM:<s@example.net> SIZE=5000").code, 250);
@@ -550,22 +512,6 @@ fn authdaemon_options_reach_delivery() {
     assert_eq!(data.len(), 1, "one reply after DATA: {data:?}");
     assert_eq!(alice.files("new").len(), 1, "alice's copy stored here");
     assert!(bob.files("new").is_empty(), "bob's mailbox lives on node-b");
-}
-
-/// Gives `dir` and everything below it to `uid` (as root; a no-op otherwise).
-fn chown_tree(dir: &Path, uid: u32) {
-    if !common::is_root() {
-        return;
-    }
-    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).expect("chown");
-    for entry in fs::read_dir(dir).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            chown_tree(&path, uid);
-        } else {
-            std::os::unix::fs::chown(&path, Some(uid), Some(uid)).expect("chown");
-        }
-    }
 }
 
 /// Runs `zoha -c <config> -l <address>` and returns its exit status and output.
@@ -744,26 +690,7 @@ impl RealAuthdaemon {
     }
 
     fn wait_for_zoha(&mut self, port: u16) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(mut c) = Client::tcp(port) {
-                assert_eq!(c.read_reply().code, 220, "greeting");
-                c.send(b"QUIT\r\n");
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "exited with {status} before zoha listened; log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "zoha did not listen; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for_greeting(port, &mut self.child, &self.log_path);
     }
 
     /// Stops zoha and authdaemond; returns the script's exit status.
@@ -787,27 +714,15 @@ fn real_authdaemon_available(test: &str) -> bool {
     if common::skip_unless_root(test) || !support::courier_available(test) {
         return false;
     }
-    let tools = [
-        "/usr/sbin/authdaemond",
-        "/usr/sbin/userdb",
-        "/usr/sbin/makeuserdb",
-    ];
-    let missing: Vec<&str> = tools
-        .into_iter()
-        .filter(|t| !Path::new(t).exists())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!(
-        "{} missing; install courier-authdaemon and courier-authlib-userdb",
-        missing.join(", ")
-    );
-    if std::env::var_os("ZOHA_REQUIRE_COURIER").is_some() {
-        panic!("{test}: {why}");
-    }
-    eprintln!("skipped {test}: {why}");
-    false
+    support::programs_available(
+        test,
+        &[
+            "/usr/sbin/authdaemond",
+            "/usr/sbin/userdb",
+            "/usr/sbin/makeuserdb",
+        ],
+        "install courier-authdaemon and courier-authlib-userdb",
+    )
 }
 
 /// Checks that Courier IMAP serves alice's one message in `maildir` as

@@ -30,69 +30,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{Account, Client, Daemon, Reply, Setup};
+use common::{make_maildir, Account, Client, Daemon, Reply, Setup};
 use support::{Owner, OVER_QUOTA_EXIT};
 
 /// First uid for the accounts these tests add by hand (the harness counts up from 59001).
 const MANUAL_UID: u32 = 59500;
 
-/// Returns `uid` when running as root, else the tester's own uid.
-fn usable_uid(uid: u32) -> u32 {
-    if common::is_root() {
-        uid
-    } else {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() }
-    }
-}
-
-/// Gives `path` to `uid` (as root; a no-op otherwise).
-fn chown(path: &Path, uid: u32) {
-    if common::is_root() {
-        std::os::unix::fs::chown(path, Some(uid), Some(uid)).expect("chown");
-    }
-}
-
-/// Creates `dir` as a Maildir (and, with `folder`, marks it as a Maildir++
-/// folder) owned by `uid`, as maildirmake does.
-fn make_maildir(dir: &Path, uid: u32) {
-    for sub in ["", "cur", "new", "tmp"] {
-        let path = dir.join(sub);
-        fs::create_dir_all(&path).expect("create Maildir directory");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod");
-        chown(&path, uid);
-    }
-}
-
 /// Writes `bytes` to `path` as a file of `uid` with mode 0644, as Courier does.
 fn write_owned(path: &Path, bytes: &[u8], uid: u32) {
     fs::write(path, bytes).expect("write file");
     fs::set_permissions(path, fs::Permissions::from_mode(0o644)).expect("chmod");
-    chown(path, uid);
-}
-
-/// Adds an account whose userdb line carries `quota`; its home exists.
-fn add_quota_account(setup: &mut Setup, address: &str, uid: u32, quota: &str) -> Account {
-    let uid = usable_uid(uid);
-    let local = address.split('@').next().expect("local part");
-    let home = setup.dir.path.join("home").join(local);
-    fs::create_dir_all(&home).expect("create home");
-    fs::set_permissions(
-        setup.dir.path.join("home"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .expect("chmod home root");
-    chown(&home, uid);
-    setup.add_userdb_line(&format!(
-        "{address}\tuid={uid}|gid={uid}|home={}|quota={quota}",
-        home.display()
-    ));
-    Account {
-        address: address.to_string(),
-        uid,
-        gid: uid,
-        home,
-    }
+    common::chown_if_root(path, uid);
 }
 
 /// A decision for one message: delivered or refused as over quota.
@@ -137,7 +85,7 @@ impl Oracle {
         let mut setup = Setup::new(test);
         let scratch = setup.add_account("scrat@example.org");
         let alice = match account_quota {
-            Some(quota) => add_quota_account(&mut setup, "alice@example.org", MANUAL_UID, quota),
+            Some(quota) => setup.add_account_with_quota("alice@example.org", MANUAL_UID, quota),
             None => setup.add_account("alice@example.org"),
         };
         let owner = Owner::of(&alice);
@@ -647,7 +595,7 @@ fn quota_declared_size_refused_at_rcpt() {
 fn quota_declared_size_before_first_delivery() {
     // The account quota applies before the Maildir exists: usage is zero.
     let mut setup = Setup::new("quota-size-new");
-    add_quota_account(&mut setup, "carol@example.org", MANUAL_UID, "1000S");
+    setup.add_account_with_quota("carol@example.org", MANUAL_UID, "1000S");
     let _daemon = setup.start("");
     let mut c = Client::ready(setup.port);
     assert_eq!(c.command("MAIL FROM:<s@example.net> SIZE=5000").code, 250);

@@ -16,7 +16,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Account, Client, Daemon, Reply, Setup, WAIT};
+use common::{make_maildir, Account, Client, Daemon, Reply, Setup, WAIT};
 
 /// The uid and gid of `nobody` on Debian, the user for single-user mode.
 const NOBODY: u32 = 65534;
@@ -154,20 +154,6 @@ fn regular_files(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Creates a Maildir with `tmp`, `new` and `cur` (mode 0700) owned by `uid`.
-fn make_maildir(path: &Path, uid: u32) {
-    for dir in [
-        path.to_path_buf(),
-        path.join("tmp"),
-        path.join("new"),
-        path.join("cur"),
-    ] {
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod Maildir");
-        std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).expect("chown Maildir");
-    }
-}
-
 /// Returns the value of the `Delivered-To` header of a stored message.
 fn delivered_to(message: &[u8]) -> String {
     let text = String::from_utf8_lossy(message);
@@ -189,13 +175,8 @@ fn test_id_of(message: &[u8]) -> String {
 /// Returns the numbers of the `key` line (`Uid:`, `Gid:`, `Groups:`) of a
 /// `/proc/.../status` file.
 fn status_numbers(status_path: &Path, key: &str) -> Vec<u32> {
-    let text = fs::read_to_string(status_path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", status_path.display()));
-    let line = text
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .unwrap_or_else(|| panic!("{} has no {key} line", status_path.display()));
-    line.split_whitespace()
+    common::status_field(status_path, key)
+        .split_whitespace()
         .map(|n| n.parse().expect("number in a status line"))
         .collect()
 }

@@ -268,24 +268,6 @@ fn deliver(client: &mut Client, recipients: &[&str], test_id: &str) {
     }
 }
 
-/// Adds bob with a Maildir++ quota, so deliveries to him also create and
-/// append to `maildirsize`. The harness writes accounts without quotas.
-fn add_account_with_quota(setup: &mut Setup, uid: u32) -> Account {
-    let home = setup.dir.path.join("home").join("bob");
-    fs::create_dir_all(&home).expect("create bob's home");
-    std::os::unix::fs::chown(&home, Some(uid), Some(uid)).expect("chown bob's home");
-    setup.add_userdb_line(&format!(
-        "bob@example.org\tuid={uid}|gid={uid}|home={}|quota=10000000S",
-        home.display()
-    ));
-    Account {
-        address: "bob@example.org".into(),
-        uid,
-        gid: uid,
-        home,
-    }
-}
-
 /// Checks that the trace contains `account`'s Maildir work, because without
 /// it the uid check passes trivially.
 fn check_trace_coverage(
@@ -337,7 +319,9 @@ fn file_calls_run_as_owner() {
     }
     let mut setup = Setup::new("cred-strace");
     let alice = setup.add_account("alice@example.org");
-    let bob = add_account_with_quota(&mut setup, alice.uid + 1);
+    // bob has a Maildir++ quota, so deliveries to him also create and
+    // append to `maildirsize`.
+    let bob = setup.add_account_with_quota("bob@example.org", alice.uid + 1, "10000000S");
     let accounts = [alice.clone(), bob.clone()];
     let mut daemon = setup.start("detail_folders = create\n");
 

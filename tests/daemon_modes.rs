@@ -13,7 +13,7 @@
 mod common;
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -23,7 +23,10 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, Reply, Setup, TempDir, WAIT, ZOHA};
+use common::{
+    assert_exit_success, read_pid, read_reply_from, Client, Daemon, DetachedGuard, Reply, Setup,
+    TempDir, WAIT, ZOHA,
+};
 
 /// Pause between two looks at a file or a process that the test waits for.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -69,50 +72,13 @@ impl Read for TimedReader {
     }
 }
 
-/// Reads one reply; the error describes malformed output or its absence.
-fn read_reply(reader: &mut impl BufRead) -> Result<Reply, String> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("end of output".into());
-        }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        let text = text
-            .strip_suffix("\r\n")
-            .ok_or_else(|| format!("output line without CRLF: {text:?}"))?;
-        if text.len() < 4 {
-            return Err(format!("short output line {text:?}"));
-        }
-        let code: u16 = text[..3]
-            .parse()
-            .map_err(|_| format!("output line without a reply code: {text:?}"))?;
-        lines.push(text[4..].to_string());
-        match text.as_bytes()[3] {
-            b' ' => return Ok(Reply { code, lines }),
-            b'-' => continue,
-            _ => return Err(format!("bad separator in {text:?}")),
-        }
-    }
-}
-
 /// Waits for `child` to exit; kills it and fails after [`WAIT`].
 fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for zoha") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("zoha did not exit within {WAIT:?}");
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
+    common::wait_exit(child).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("zoha did not exit within {WAIT:?}");
+    })
 }
 
 /// Waits until `condition` holds; fails with `what` after [`WAIT`].
@@ -185,7 +151,7 @@ impl InetdSession {
     }
 
     fn reply(&mut self) -> Reply {
-        read_reply(&mut self.replies).unwrap_or_else(|e| panic!("no reply from zoha -i: {e}"))
+        read_reply_from(&mut self.replies).unwrap_or_else(|e| panic!("no reply from zoha -i: {e}"))
     }
 
     fn command(&mut self, line: &str) -> Reply {
@@ -204,14 +170,7 @@ impl InetdSession {
 
     /// Runs one transaction to `rcpt` and returns the reply after the body.
     fn deliver(&mut self, rcpt: &str) -> Reply {
-        let lhlo = self.command("LHLO client.test");
-        assert_eq!(lhlo.code, 250, "LHLO: {lhlo:?}");
-        let mail = self.command("MAIL FROM:<s@example.net>");
-        assert_eq!(mail.code, 250, "MAIL: {mail:?}");
-        let rcpt_reply = self.command(&format!("RCPT TO:<{rcpt}>"));
-        assert_eq!(rcpt_reply.code, 250, "RCPT: {rcpt_reply:?}");
-        let data = self.command("DATA");
-        assert_eq!(data.code, 354, "DATA: {data:?}");
+        send_up_to_data(|line| self.command(line), rcpt);
         self.send(BODY);
         self.reply()
     }
@@ -314,18 +273,24 @@ fn start_activated(setup: &Setup, sockets: &[RawFd], names: Option<&str>) -> Dae
     }
 }
 
+/// Sends LHLO, MAIL and RCPT for `rcpt` and DATA through `command`, which
+/// sends one command line and returns its reply, and checks each reply.
+fn send_up_to_data(mut command: impl FnMut(&str) -> Reply, rcpt: &str) {
+    let lhlo = command("LHLO client.test");
+    assert_eq!(lhlo.code, 250, "LHLO: {lhlo:?}");
+    let mail = command("MAIL FROM:<s@example.net>");
+    assert_eq!(mail.code, 250, "MAIL: {mail:?}");
+    let rcpt_reply = command(&format!("RCPT TO:<{rcpt}>"));
+    assert_eq!(rcpt_reply.code, 250, "RCPT: {rcpt_reply:?}");
+    let data = command("DATA");
+    assert_eq!(data.code, 354, "DATA: {data:?}");
+}
+
 /// Runs one transaction to `rcpt` on `client` and returns the final reply.
 fn deliver_over(client: &mut Client, rcpt: &str) -> Reply {
     let greeting = client.read_reply();
     assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
-    let lhlo = client.command("LHLO client.test");
-    assert_eq!(lhlo.code, 250, "LHLO: {lhlo:?}");
-    let mail = client.command("MAIL FROM:<s@example.net>");
-    assert_eq!(mail.code, 250, "MAIL: {mail:?}");
-    let rcpt_reply = client.command(&format!("RCPT TO:<{rcpt}>"));
-    assert_eq!(rcpt_reply.code, 250, "RCPT: {rcpt_reply:?}");
-    let data = client.command("DATA");
-    assert_eq!(data.code, 354, "DATA: {data:?}");
+    send_up_to_data(|line| client.command(line), rcpt);
     client.send(BODY);
     client.read_reply()
 }
@@ -443,7 +408,7 @@ fn inetd_bad_config_sends_421() {
     // failure, not the text of the configuration error.
     let output = session.rest_of_output();
     let mut replies = output.as_bytes();
-    let reply = read_reply(&mut replies);
+    let reply = read_reply_from(&mut replies);
     assert!(
         matches!(&reply, Ok(r) if r.code == 421),
         "first output on the connection: {output:?}"
@@ -518,11 +483,7 @@ fn activation_serves_inherited_listeners() {
         setup.socket.display()
     );
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
     assert!(
         unix_path.exists(),
         "zoha removed the socket file it did not create"
@@ -547,11 +508,7 @@ fn activation_without_fdnames_works() {
         daemon.log()
     );
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }
 
 #[test]
@@ -585,11 +542,7 @@ fn activation_other_pid_is_ignored() {
         Client::tcp(setup.port).is_ok()
     });
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }
 
 #[test]
@@ -616,11 +569,7 @@ fn accept_style_serves_one_session() {
     assert_eq!(quit.code, 221, "QUIT: {quit:?}");
     assert!(client.is_closed(), "connection open after QUIT");
     let status = daemon.wait();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
     let messages = alice.messages();
     let received = received_field(&messages[0]);
     assert!(
@@ -688,32 +637,10 @@ fn bounded_capabilities_still_deliver() {
         "owner and mode of the message"
     );
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }
 
 // --- detaching -----------------------------------------------------------
-
-/// Kills a detached daemon that a failed test left behind.
-struct DetachedGuard {
-    pid_file: std::path::PathBuf,
-}
-
-impl Drop for DetachedGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = read_pid(&self.pid_file) {
-            // SAFETY: kill has no memory preconditions.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        }
-    }
-}
-
-fn read_pid(path: &Path) -> Option<u32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
 
 /// Reports whether `pid` is a live process, not a zombie left for init.
 fn process_is_running(pid: u32) -> bool {

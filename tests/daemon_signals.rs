@@ -13,23 +13,10 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{Account, Client, Daemon, Setup, WAIT};
+use common::{assert_exit_success, wait_for_log, Account, Client, Daemon, Setup, WAIT};
 
 /// Pause between two looks at the log file.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Waits until the daemon's log contains `needle`; fails after [`WAIT`].
-fn wait_for_log(daemon: &Daemon, needle: &str) {
-    let deadline = Instant::now() + WAIT;
-    while !daemon.log().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {needle:?} within {WAIT:?}; log:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
 
 /// Counts the log lines that contain `needle`.
 fn count_in_log(daemon: &Daemon, needle: &str) -> usize {
@@ -60,19 +47,7 @@ fn deliver(client: &mut Client, rcpt: &str) -> u16 {
 
 /// Writes a userdb file at `path` with one line per account.
 fn write_userdb(path: &std::path::Path, accounts: &[Account]) {
-    let text: String = accounts
-        .iter()
-        .map(|a| {
-            format!(
-                "{}\tuid={}|gid={}|home={}\n",
-                a.address,
-                a.uid,
-                a.gid,
-                a.home.display()
-            )
-        })
-        .collect();
-    fs::write(path, text).expect("write userdb");
+    fs::write(path, common::userdb_text(accounts)).expect("write userdb");
 }
 
 // --- SIGTERM and SIGINT --------------------------------------------------
@@ -93,11 +68,7 @@ fn check_idle_stop(tag: &str, signal: i32) {
     );
     assert!(client.is_closed(), "the session stayed open");
     let status = daemon.wait();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
     assert!(
         !setup.socket.exists(),
         "the UNIX socket {} was left behind",
@@ -141,11 +112,7 @@ fn sigterm_mid_data_completes_transaction() {
         "enhanced code after the transaction: {closing:?}"
     );
     let status = daemon.wait();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
     assert_eq!(alice.files("new").len(), 1, "messages in new/");
     assert_eq!(alice.files("tmp").len(), 0, "files left in tmp/");
     let message = &alice.messages()[0];
@@ -170,11 +137,7 @@ fn sigterm_stalled_data_leaves_nothing() {
     // The client never finishes: after shutdown_timeout the session is
     // aborted, and whatever it receives must not be a 250.
     let status = daemon.wait();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
     let mut codes = Vec::new();
     while let Ok(reply) = client.try_read_reply() {
         codes.push(reply.code);
@@ -216,11 +179,7 @@ fn sigterm_refuses_new_connections() {
     let closing = busy.read_reply();
     assert_eq!(closing.code, 421, "reply once idle: {closing:?}");
     let status = daemon.wait();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }
 
 // --- SIGHUP --------------------------------------------------------------
@@ -271,11 +230,7 @@ fn sighup_adds_account_keeps_sessions() {
     );
     assert_eq!(alice.files("new").len(), 1, "alice's messages in new/");
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }
 
 #[test]
@@ -316,11 +271,7 @@ fn sighup_bad_config_keeps_old() {
     );
     assert_eq!(alice.files("new").len(), 1, "messages in new/");
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }
 
 #[test]
@@ -349,11 +300,7 @@ fn sighup_listen_change_needs_restart() {
         "the old address still serves"
     );
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }
 
 #[test]
@@ -376,9 +323,5 @@ fn sighup_twice_stays_serving() {
     let mut client = Client::ready(setup.port);
     assert_eq!(deliver(&mut client, &alice.address), 250, "delivery");
     let status = daemon.stop();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        daemon.log()
-    );
+    assert_exit_success(&daemon, status);
 }

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, Setup, WAIT, ZOHA};
+use common::{Client, DetachedGuard, Setup, WAIT, ZOHA};
 
 /// Priority of mail.info.
 const MAIL_INFO: u32 = 2 * 8 + 6;
@@ -336,23 +336,6 @@ fn syslog_socket_appearing_later_is_used() {
     }
     let status = daemon.stop();
     assert!(status.success(), "exit status {status}");
-}
-
-/// Stops a detached daemon that a failed test left behind.
-struct DetachedGuard {
-    pid_file: std::path::PathBuf,
-}
-
-impl Drop for DetachedGuard {
-    fn drop(&mut self) {
-        let pid = fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|text| text.trim().parse::<libc::pid_t>().ok());
-        if let Some(pid) = pid {
-            // SAFETY: kill has no memory preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
 }
 
 #[test]

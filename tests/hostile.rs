@@ -17,30 +17,10 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{is_root, list_files, Account, Client, Daemon, Reply, Setup, WAIT};
-
-/// Gives `path` and everything below it to `uid` (as root; otherwise the
-/// tester already owns it). Symbolic links are changed, never followed.
-fn chown_tree(path: &Path, uid: u32) {
-    if !is_root() {
-        return;
-    }
-    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).expect("lchown");
-    let meta = fs::symlink_metadata(path).expect("lstat");
-    if meta.is_dir() {
-        for entry in fs::read_dir(path).expect("read_dir") {
-            chown_tree(&entry.expect("entry").path(), uid);
-        }
-    }
-}
-
-/// Creates `Maildir/{cur,new,tmp}` for `account`, owned by its uid.
-fn make_maildir(account: &Account) {
-    for sub in ["cur", "new", "tmp"] {
-        fs::create_dir_all(account.maildir().join(sub)).expect("create Maildir");
-    }
-    chown_tree(&account.maildir(), account.uid);
-}
+use common::{
+    ask, assert_code, assert_in_sync, chown_tree, is_root, list_files, make_account_maildir,
+    peak_kib, poll_read, Client, Reply, Setup, WAIT,
+};
 
 /// Creates a FIFO at `path`.
 fn mkfifo(path: &Path) {
@@ -48,29 +28,6 @@ fn mkfifo(path: &Path) {
     // SAFETY: `c_path` is a valid NUL-terminated path.
     let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) };
     assert_eq!(rc, 0, "mkfifo {}", path.display());
-}
-
-/// Peak resident memory of the daemon in KiB (VmHWM).
-fn peak_kib(daemon: &Daemon) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{}/status", daemon.pid())).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
-fn assert_code(reply: &Reply, code: u16, context: &str) {
-    assert_eq!(reply.code, code, "{context}: {reply:?}");
-}
-
-/// Sends one command line and returns its reply. A missing reply fails the
-/// test with the command and the connection error.
-fn ask(client: &mut Client, line: &str) -> Reply {
-    client.send(format!("{line}\r\n").as_bytes());
-    client
-        .try_read_reply()
-        .unwrap_or_else(|e| panic!("no reply to {line:?}: {e}"))
 }
 
 /// Runs MAIL, the RCPTs and DATA with `body` (already CRLF-terminated and
@@ -99,12 +56,6 @@ fn transaction(client: &mut Client, recipients: &[&str], body: &[u8]) -> (Vec<Re
         }
     }
     (rcpts, replies)
-}
-
-/// Asserts that the session still replies in step.
-fn assert_in_sync(client: &mut Client) {
-    let reply = ask(client, "NOOP");
-    assert_code(&reply, 250, "NOOP after the attack");
 }
 
 // ---------------------------------------------------------------------------
@@ -169,7 +120,7 @@ fn quota_file_multibyte_quota_accepted() {
     let mut setup = Setup::new("hostile-quota-utf8");
     let alice = setup.add_account("alice@example.org");
     let bob = setup.add_account("bob@example.org");
-    make_maildir(&bob);
+    make_account_maildir(&bob);
     fs::write(bob.maildir().join("maildirsize"), "1\u{e9}\n").expect("write maildirsize");
     chown_tree(&bob.maildir(), bob.uid);
     let _daemon = setup.start("");
@@ -200,7 +151,7 @@ fn quota_rebuild_huge_sizes_over_quota() {
         uid = alice.uid,
         home = alice.home.display()
     ));
-    make_maildir(&alice);
+    make_account_maildir(&alice);
     fs::write(
         alice.maildir().join("new/1.M1P1Q1.h,S=5000"),
         vec![b'x'; 10],
@@ -229,7 +180,7 @@ fn quota_rebuild_huge_sizes_over_quota() {
 fn subscribed_file_huge_memory_bounded() {
     let mut setup = Setup::new("hostile-subscribed-huge");
     let alice = setup.add_account("alice@example.org");
-    make_maildir(&alice);
+    make_account_maildir(&alice);
     let file = fs::File::create(alice.maildir().join("courierimapsubscribed")).expect("create");
     file.set_len(256 << 20).expect("make a sparse file");
     drop(file);
@@ -255,7 +206,7 @@ fn subscribed_file_huge_memory_bounded() {
 fn subscribed_fifo_does_not_hang() {
     let mut setup = Setup::new("hostile-subscribed-fifo");
     let alice = setup.add_account("alice@example.org");
-    make_maildir(&alice);
+    make_account_maildir(&alice);
     mkfifo(&alice.maildir().join("courierimapsubscribed"));
     chown_tree(&alice.maildir(), alice.uid);
     let _daemon = setup.start("detail_folders = create\n");
@@ -285,7 +236,7 @@ fn subscribed_fifo_does_not_hang() {
 fn subscribed_symlink_no_half_folder() {
     let mut setup = Setup::new("hostile-subscribed-link");
     let alice = setup.add_account("alice@example.org");
-    make_maildir(&alice);
+    make_account_maildir(&alice);
     let target = setup.dir.path.join("root-owned");
     fs::write(&target, "keep\n").expect("write");
     std::os::unix::fs::symlink(&target, alice.maildir().join("courierimapsubscribed"))
@@ -317,24 +268,6 @@ fn long_detail_falls_back_inbox() {
     assert_code(&rcpts[0], 250, "RCPT");
     assert_code(&replies[0], 250, "delivery with a 300-character detail");
     assert_eq!(alice.files("new").len(), 1, "delivered to INBOX");
-}
-
-/// Reads what has arrived within the stream's read timeout: `Some(bytes)`
-/// (empty at the end of the connection), or `None` when nothing arrived.
-fn poll_read(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 4096];
-    match stream.read(&mut buf) {
-        Ok(n) => Some(buf[..n].to_vec()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
-        }
-        Err(_) => Some(Vec::new()),
-    }
 }
 
 /// Sends `bytes` one at a time, paced by a short read timeout, until the
@@ -932,7 +865,7 @@ fn crash_input_leaves_daemon_serving() {
 fn dropped_data_leaves_nothing() {
     let mut setup = Setup::new("hostile-drop");
     let alice = setup.add_account("alice@example.org");
-    make_maildir(&alice);
+    make_account_maildir(&alice);
     let _daemon = setup.start("");
     for body in [b"x".repeat(10_000), b"y\r\n".repeat(200_000)] {
         for command in ["DATA\r\n", "BDAT 9999999\r\n"] {

@@ -13,57 +13,25 @@ mod common;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{is_root, list_files, Account, Client, Daemon, Reply, Setup, WAIT, ZOHA};
+use common::{
+    ask, assert_code, assert_in_sync, authdaemon_config, chown_tree, list_files,
+    make_account_maildir, poll_read, send_signal, userdb_line, wait_exit, AcceptThread, Account,
+    Client, Daemon, DetachedGuard, Reply, Setup, WAIT, ZOHA,
+};
 
 // ---------------------------------------------------------------------------
 // Helpers.
 // ---------------------------------------------------------------------------
-
-/// Gives `path` and everything below it to `uid` (as root; otherwise the
-/// tester already owns it). Symbolic links are changed, never followed.
-fn chown_tree(path: &Path, uid: u32) {
-    if !is_root() {
-        return;
-    }
-    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).expect("lchown");
-    let meta = fs::symlink_metadata(path).expect("lstat");
-    if meta.is_dir() {
-        for entry in fs::read_dir(path).expect("read_dir") {
-            chown_tree(&entry.expect("entry").path(), uid);
-        }
-    }
-}
-
-/// Creates `Maildir/{cur,new,tmp}` for `account`, owned by its uid.
-fn make_maildir(account: &Account) {
-    for sub in ["cur", "new", "tmp"] {
-        fs::create_dir_all(account.maildir().join(sub)).expect("create Maildir");
-    }
-    chown_tree(&account.maildir(), account.uid);
-}
-
-fn assert_code(reply: &Reply, code: u16, context: &str) {
-    assert_eq!(reply.code, code, "{context}: {reply:?}");
-}
-
-/// Sends one command line and returns its reply; a missing reply fails the
-/// test with the command and the connection error.
-fn ask(client: &mut Client, line: &str) -> Reply {
-    client.send(format!("{line}\r\n").as_bytes());
-    client
-        .try_read_reply()
-        .unwrap_or_else(|e| panic!("no reply to {line:?}: {e}"))
-}
 
 /// Runs one transaction for `rcpt` on a new session. Returns the RCPT
 /// rejection, or the reply after the message. `body` is CRLF-terminated and
@@ -88,15 +56,12 @@ fn deliver(port: u16, rcpt: &str, body: &[u8]) -> Reply {
 /// uid and home through a helper account named `local-home`.
 fn add_quota_account(setup: &mut Setup, local: &str, quota: &str) -> Account {
     let holder = setup.add_account(&format!("{local}-home@example.org"));
-    setup.add_userdb_line(&format!(
-        "{local}@example.org\tuid={uid}|gid={uid}|home={home}|quota={quota}",
-        uid = holder.uid,
-        home = holder.home.display()
-    ));
-    Account {
+    let account = Account {
         address: format!("{local}@example.org"),
         ..holder
-    }
+    };
+    setup.add_userdb_line(&format!("{}|quota={quota}", userdb_line(&account)));
+    account
 }
 
 /// Writes `config` and the userdb file, then starts `zoha -f` without
@@ -105,22 +70,7 @@ fn add_quota_account(setup: &mut Setup, local: &str, quota: &str) -> Account {
 fn spawn_foreground(setup: &Setup, config: &str) -> Daemon {
     setup.write_userdb();
     fs::write(setup.config_path(), config).expect("write config");
-    let log_path = setup.dir.path.join("zoha.stderr");
-    let log = fs::File::create(&log_path).expect("create log file");
-    let child = Command::new(ZOHA)
-        .arg("-f")
-        .arg("-c")
-        .arg(setup.config_path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start zoha");
-    Daemon {
-        child: Some(child),
-        port: setup.port,
-        log_path,
-    }
+    Daemon::spawn(&setup.config_path(), setup.port, &setup.dir.path)
 }
 
 /// Connects to `port` (retrying until the daemon listens) and returns the
@@ -133,20 +83,6 @@ fn first_greeting(port: u16) -> Result<Reply, String> {
             Err(e) if Instant::now() > deadline => return Err(format!("never listened: {e}")),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
-    }
-}
-
-/// Waits for `child` to exit; `None` when it is still running after [`WAIT`].
-fn wait_exit(child: &mut Child) -> Option<ExitStatus> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -228,39 +164,27 @@ enum Answer {
 struct FakeAuthdaemon {
     answer: Arc<Mutex<Answer>>,
     requests: Arc<AtomicUsize>,
-    listener_fd: RawFd,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: AcceptThread,
 }
 
 impl FakeAuthdaemon {
     fn start(path: &Path, answer: Answer) -> FakeAuthdaemon {
         let listener = UnixListener::bind(path).expect("bind the fake authdaemon");
         fs::set_permissions(path, fs::Permissions::from_mode(0o666)).expect("chmod");
-        let listener_fd = listener.as_raw_fd();
         let answer = Arc::new(Mutex::new(answer));
         let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (answer, requests, stop) = (answer.clone(), requests.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let answer = answer.lock().expect("answer").clone();
-                    let requests = requests.clone();
-                    std::thread::spawn(move || serve_auth_request(stream, &answer, &requests));
-                }
+        let server = {
+            let (answer, requests) = (answer.clone(), requests.clone());
+            AcceptThread::start(listener, move |stream| {
+                let answer = answer.lock().expect("answer").clone();
+                let requests = requests.clone();
+                std::thread::spawn(move || serve_auth_request(stream, &answer, &requests));
             })
         };
         FakeAuthdaemon {
             answer,
             requests,
-            listener_fd,
-            stop,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -270,18 +194,6 @@ impl FakeAuthdaemon {
 
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FakeAuthdaemon {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // SAFETY: shutdown has no memory preconditions; the listener thread
-        // keeps the descriptor open until it has seen the flag.
-        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -315,18 +227,6 @@ fn serve_auth_request(mut stream: UnixStream, answer: &Answer, requests: &Atomic
     }
 }
 
-/// Returns the configuration of `setup` with the authdaemon at `socket` as
-/// the only account source.
-fn authdaemon_config(setup: &Setup, socket: &Path, extra: &str) -> String {
-    let file_source = format!("userdb = file:{}", setup.userdb_path().display());
-    let text = setup.config_text(extra);
-    assert!(text.contains(&file_source), "base configuration changed");
-    text.replace(
-        &file_source,
-        &format!("userdb = authdaemon:{}", socket.display()),
-    )
-}
-
 /// Builds a valid authdaemon reply for `account`, with `extra` lines before
 /// the dot.
 fn auth_reply(account: &Account, extra: &str) -> Vec<u8> {
@@ -337,12 +237,6 @@ fn auth_reply(account: &Account, extra: &str) -> Vec<u8> {
         home = account.home.display()
     )
     .into_bytes()
-}
-
-/// Sends `signal` to `pid`.
-fn send_signal(pid: u32, signal: i32) {
-    // SAFETY: kill has no memory preconditions.
-    unsafe { libc::kill(pid as libc::pid_t, signal) };
 }
 
 // ---------------------------------------------------------------------------
@@ -668,7 +562,7 @@ fn zero_quota_means_no_limit() {
         add_quota_account(&mut setup, "bob", "100000S,0C"),
         add_quota_account(&mut setup, "carol", "0S,0C"),
     ];
-    make_maildir(&accounts[0]);
+    make_account_maildir(&accounts[0]);
     let _daemon = setup.start("");
     for account in &accounts {
         let reply = deliver(setup.port, &account.address, b"hi\r\n");
@@ -780,24 +674,6 @@ fn config_check_stalled_authdaemon_finishes() {
     assert_eq!(status.code(), Some(1), "an unreachable source is a problem");
 }
 
-/// Reads what arrives within the stream's read timeout: `Some(bytes)`
-/// (empty at the end of the connection), or `None` when nothing arrived.
-fn poll_read(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 4096];
-    match stream.read(&mut buf) {
-        Ok(n) => Some(buf[..n].to_vec()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
-        }
-        Err(_) => Some(Vec::new()),
-    }
-}
-
 /// Sends `piece` again and again, one write per 100 ms read timeout (about
 /// 10 writes a second), until the daemon replies or closes. Returns the
 /// reply, or an empty string when the connection is closed.
@@ -864,7 +740,7 @@ fn slow_command_within_limit_succeeds() {
 fn trickled_data_cut_leaves_nothing() {
     let mut setup = Setup::new("h2-trickle");
     let alice = setup.add_account("alice@example.org");
-    make_maildir(&alice);
+    make_account_maildir(&alice);
     let _daemon = setup.start("data_timeout = 1\n");
     for command in ["DATA", "BDAT 1000000 LAST"] {
         let mut stream = open_transfer(setup.port, command);
@@ -883,10 +759,6 @@ fn trickled_data_cut_leaves_nothing() {
         "a cut message left tmp/ files"
     );
     assert!(list_files(&setup.dir.path.join("spool")).is_empty());
-}
-
-fn assert_in_sync(client: &mut Client) {
-    assert_code(&ask(client, "NOOP"), 250, "NOOP after the attack");
 }
 
 /// Authdaemon replies that must each get 451 at RCPT, with what they try.
@@ -1020,7 +892,7 @@ fn quota_file_special_kinds_handled() {
     let target = accounts[1].home.join("keep");
     fs::write(&target, "keep\n").expect("write");
     for (kind, account) in kinds.iter().zip(&accounts) {
-        make_maildir(account);
+        make_account_maildir(account);
         let file = account.maildir().join("maildirsize");
         match *kind {
             "fifo" => {
@@ -1162,7 +1034,7 @@ fn spam_folder_symlink_not_followed() {
     let outside = setup.dir.path.join("outside");
     fs::create_dir_all(&outside).expect("mkdir");
     for account in [&bob, &carol] {
-        make_maildir(account);
+        make_account_maildir(account);
     }
     std::os::unix::fs::symlink(&outside, bob.maildir().join(".Junk")).expect("symlink");
     fs::write(carol.maildir().join(".Junk"), "x").expect("write");
@@ -1285,27 +1157,6 @@ fn sighup_during_traffic_loses_nothing() {
     }
     let status = daemon.stop();
     assert!(status.success(), "exit status {status}");
-}
-
-/// Stops a detached daemon that a test started, by the pid in its pid file.
-struct DetachedGuard {
-    pid_file: PathBuf,
-}
-
-impl DetachedGuard {
-    fn pid(&self) -> Option<u32> {
-        fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-    }
-}
-
-impl Drop for DetachedGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
-            send_signal(pid, libc::SIGKILL);
-        }
-    }
 }
 
 /// Runs `zoha -c config` (detaching) and returns its exit status and

@@ -23,6 +23,15 @@ fn check_config(config: &Path) -> Output {
     run_zoha(&["-t", "-c", config.to_str().expect("UTF-8 config path")])
 }
 
+/// Runs `zoha -t -c config`, asserts exit status 1 and returns standard
+/// error. `case` completes the failure message "exit status of -t".
+#[track_caller]
+fn check_config_fails(config: &Path, case: &str) -> String {
+    let output = check_config(config);
+    assert_eq!(output.status.code(), Some(1), "exit status of -t {case}");
+    stderr(&output)
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -64,13 +73,7 @@ fn check_good_config_exits_zero() {
 #[test]
 fn check_bad_value_names_line() {
     let (setup, line) = setup_with_extra("cli-bad-value", "max_message_size = 12x\n");
-    let output = check_config(&setup.config_path());
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status of -t on a bad value"
-    );
-    let message = stderr(&output);
+    let message = check_config_fails(&setup.config_path(), "on a bad value");
     let location = format!("{}:{line}:", setup.config_path().display());
     assert!(
         message.contains(&location),
@@ -89,13 +92,7 @@ fn check_bad_value_names_line() {
 #[test]
 fn check_unknown_setting_names_line() {
     let (setup, line) = setup_with_extra("cli-unknown", "frobnicate = 7\n");
-    let output = check_config(&setup.config_path());
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status of -t on an unknown setting"
-    );
-    let message = stderr(&output);
+    let message = check_config_fails(&setup.config_path(), "on an unknown setting");
     let location = format!("{}:{line}:", setup.config_path().display());
     assert!(
         message.contains(&location),
@@ -110,13 +107,7 @@ fn check_unknown_setting_names_line() {
 #[test]
 fn check_duplicate_setting_names_line() {
     let (setup, line) = setup_with_extra("cli-duplicate", "workers = 5\nworkers = 6\n");
-    let output = check_config(&setup.config_path());
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status of -t on a duplicate setting"
-    );
-    let message = stderr(&output);
+    let message = check_config_fails(&setup.config_path(), "on a duplicate setting");
     let location = format!("{}:{}:", setup.config_path().display(), line + 1);
     assert!(
         message.contains(&location),
@@ -134,13 +125,7 @@ fn check_missing_userdb_fails() {
     setup.add_account("alice@example.org");
     setup.write("");
     fs::remove_file(setup.userdb_path()).expect("remove the userdb file");
-    let output = check_config(&setup.config_path());
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status of -t with a missing userdb file"
-    );
-    let message = stderr(&output);
+    let message = check_config_fails(&setup.config_path(), "with a missing userdb file");
     let path = setup.userdb_path().display().to_string();
     assert!(message.contains(&path), "the error names {path}: {message}");
 }
@@ -151,13 +136,7 @@ fn check_broken_userdb_line_fails() {
     setup.add_account("alice@example.org");
     setup.add_userdb_line("broken@example.org\tuid=abc|gid=1|home=/x");
     setup.write("");
-    let output = check_config(&setup.config_path());
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status of -t with a malformed userdb line"
-    );
-    let message = stderr(&output);
+    let message = check_config_fails(&setup.config_path(), "with a malformed userdb line");
     assert!(
         message.contains("uid=abc"),
         "the error names the bad field: {message}"
@@ -168,13 +147,7 @@ fn check_broken_userdb_line_fails() {
 fn check_missing_config_file_fails() {
     let dir = common::TempDir::new("cli-no-config");
     let missing = dir.path.join("missing.conf");
-    let output = check_config(&missing);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "exit status of -t with a missing configuration file"
-    );
-    let message = stderr(&output);
+    let message = check_config_fails(&missing, "with a missing configuration file");
     let path = missing.display().to_string();
     assert!(message.contains(&path), "the error names {path}: {message}");
 }

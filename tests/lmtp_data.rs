@@ -7,37 +7,17 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use common::{Account, Client, Daemon, Reply, Setup};
-
-/// Asserts the basic and enhanced code of `reply`. `context` names the step
-/// in failure messages.
-fn assert_reply(reply: &Reply, code: u16, enhanced: &str, context: &str) {
-    assert_eq!(reply.code, code, "{context}: unexpected reply {reply:?}");
-    assert!(
-        reply.text().starts_with(enhanced),
-        "{context}: expected enhanced code {enhanced}, got {reply:?}"
-    );
-}
-
-/// Starts a daemon with the accounts alice and bob at example.org.
-fn start_two_accounts(tag: &str) -> (Setup, Account, Account, Daemon) {
-    let mut setup = Setup::new(tag);
-    let alice = setup.add_account("alice@example.org");
-    let bob = setup.add_account("bob@example.org");
-    let daemon = setup.start("");
-    (setup, alice, bob, daemon)
-}
+use common::{assert_reply, start_data_with, start_two_accounts, Account, Client, Reply};
 
 /// Runs MAIL with `mail_arguments`, one RCPT for alice and DATA, then sends
 /// `data` exactly as given, so `data` must end with CRLF "." CRLF itself.
 /// Returns the reply for alice.
 fn send_raw_data(client: &mut Client, mail_arguments: &str, data: &[u8]) -> Reply {
-    let reply = client.command(&format!("MAIL FROM:{mail_arguments}"));
-    assert_reply(&reply, 250, "2.1.0", "MAIL");
-    let reply = client.command("RCPT TO:<alice@example.org>");
-    assert_reply(&reply, 250, "2.1.5", "RCPT");
-    let reply = client.command("DATA");
-    assert_eq!(reply.code, 354, "DATA: {reply:?}");
+    start_data_with(
+        client,
+        &format!("MAIL FROM:{mail_arguments}"),
+        &["alice@example.org"],
+    );
     client.send(data);
     client.read_reply()
 }
@@ -92,7 +72,7 @@ fn parse_file_name(name: &str) -> Option<FileName> {
 
 #[test]
 fn bare_lf_dots_stay_content() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("f01");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("f01", "");
     let mut client = Client::ready(setup.port);
 
     let reply = send_raw_data(
@@ -114,7 +94,7 @@ fn bare_lf_dots_stay_content() {
 
 #[test]
 fn smuggled_commands_stay_content() {
-    let (setup, alice, bob, _daemon) = start_two_accounts("f02");
+    let (setup, alice, bob, _daemon) = start_two_accounts("f02", "");
     let mut client = Client::ready(setup.port);
 
     // Every sequence here ends a line in some other server's view, but only
@@ -157,7 +137,7 @@ fn smuggled_commands_stay_content() {
 
 #[test]
 fn dot_stuffed_first_lines_unstuffed() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("f03");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("f03", "");
     let mut client = Client::ready(setup.port);
 
     let reply = send_raw_data(
@@ -177,7 +157,7 @@ fn dot_stuffed_first_lines_unstuffed() {
 
 #[test]
 fn empty_data_replies_at_once() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("f04");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("f04", "");
     let mut client = Client::ready(setup.port);
 
     // DATA, then at once the end of the data after one empty line.
@@ -212,7 +192,7 @@ fn empty_data_replies_at_once() {
 
 #[test]
 fn null_sender_stored_with_empty_return_path() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("f10");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("f10", "");
     let mut client = Client::ready(setup.port);
 
     let reply = send_raw_data(
@@ -231,7 +211,7 @@ fn null_sender_stored_with_empty_return_path() {
 
 #[test]
 fn latin1_bytes_stored_unchanged() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("f14");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("f14", "");
     let mut client = Client::ready(setup.port);
     let data: &[u8] = b"Subject: caf\xe9\r\n\r\n8-bit body \xe0\xff\x80 and a NUL \x00.\r\n.\r\n";
     let stored: &[u8] = b"Subject: caf\xe9\n\n8-bit body \xe0\xff\x80 and a NUL \x00.\n";
@@ -255,7 +235,7 @@ fn latin1_bytes_stored_unchanged() {
 
 #[test]
 fn stored_file_has_lf_only() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("f25");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("f25", "");
     let mut client = Client::ready(setup.port);
     let reply = send_raw_data(
         &mut client,
@@ -282,7 +262,7 @@ fn stored_file_has_lf_only() {
 
 #[test]
 fn bare_cr_and_lf_kept() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("bare-cr");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("bare-cr", "");
     let mut client = Client::ready(setup.port);
     let reply = send_raw_data(
         &mut client,
@@ -301,7 +281,7 @@ fn bare_cr_and_lf_kept() {
 
 #[test]
 fn stored_file_name_and_headers() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("stored-file");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("stored-file", "");
     let mut client = Client::ready(setup.port);
     let data: &[u8] = b"Subject: shape\r\nX-Bare: a\nb\r\n\r\nbody\r\n.\r\n";
     let reply = send_raw_data(&mut client, "<s@example.net>", data);
@@ -374,7 +354,7 @@ fn stored_file_name_and_headers() {
 
 #[test]
 fn return_path_in_input_removed() {
-    let (setup, alice, _bob, _daemon) = start_two_accounts("return-path");
+    let (setup, alice, _bob, _daemon) = start_two_accounts("return-path", "");
     let mut client = Client::ready(setup.port);
     let data: &[u8] = b"Return-Path: <forged@example.net>\r\n\
         Subject: forged\r\n\
@@ -399,7 +379,7 @@ fn return_path_in_input_removed() {
 
 #[test]
 fn each_recipient_gets_own_headers() {
-    let (setup, alice, bob, _daemon) = start_two_accounts("own-headers");
+    let (setup, alice, bob, _daemon) = start_two_accounts("own-headers", "");
     let mut client = Client::ready(setup.port);
     let reply = client.command("MAIL FROM:<s@example.net>");
     assert_reply(&reply, 250, "2.1.0", "MAIL");

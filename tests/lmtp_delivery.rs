@@ -8,86 +8,12 @@ use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::{Account, Client, Daemon, Reply, Setup};
-
-/// Asserts the basic and enhanced code of `reply`. `context` names the step
-/// in failure messages.
-fn assert_reply(reply: &Reply, code: u16, enhanced: &str, context: &str) {
-    assert_eq!(reply.code, code, "{context}: unexpected reply {reply:?}");
-    assert!(
-        reply.text().starts_with(enhanced),
-        "{context}: expected enhanced code {enhanced}, got {reply:?}"
-    );
-}
-
-/// Waits until the daemon's log contains `needle` and returns the whole log.
-fn wait_for_log(daemon: &Daemon, needle: &str) -> String {
-    let deadline = Instant::now() + common::WAIT;
-    loop {
-        let log = daemon.log();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the log never contained {needle:?}; log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Creates `Maildir/{tmp,new,cur}` for `account`, owned by its uid.
-fn create_maildir(account: &Account) {
-    let maildir = account.maildir();
-    for sub in ["tmp", "new", "cur"] {
-        fs::create_dir_all(maildir.join(sub)).expect("create Maildir directory");
-    }
-    for path in [
-        maildir.clone(),
-        maildir.join("tmp"),
-        maildir.join("new"),
-        maildir.join("cur"),
-    ] {
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod Maildir");
-        if common::is_root() {
-            std::os::unix::fs::chown(&path, Some(account.uid), Some(account.gid))
-                .expect("chown Maildir");
-        }
-    }
-}
+use common::{assert_reply, make_maildir, wait_for_log, Client, Daemon, Setup};
 
 fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, path.display()));
-}
-
-/// Adds an account with a Maildir++ quota. Its home belongs to `uid` when
-/// the tests run as root, and to the tester otherwise.
-fn add_account_with_quota(setup: &mut Setup, address: &str, uid: u32, quota: &str) -> Account {
-    let uid = if common::is_root() {
-        uid
-    } else {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() }
-    };
-    let local = address.split('@').next().unwrap_or(address);
-    let home = setup.dir.path.join("home").join(local);
-    fs::create_dir_all(&home).expect("create home");
-    if common::is_root() {
-        std::os::unix::fs::chown(&home, Some(uid), Some(uid)).expect("chown home");
-    }
-    setup.add_userdb_line(&format!(
-        "{address}\tuid={uid}|gid={uid}|home={}|quota={quota}",
-        home.display()
-    ));
-    Account {
-        address: address.to_string(),
-        uid,
-        gid: uid,
-        home,
-    }
 }
 
 #[test]
@@ -155,7 +81,7 @@ fn unwritable_tmp_defers_one_recipient() {
     let mut setup = Setup::new("f18");
     let alice = setup.add_account("alice@example.org");
     let bob = setup.add_account("bob@example.org");
-    create_maildir(&alice);
+    make_maildir(&alice.maildir(), alice.uid);
     let alice_tmp = alice.maildir().join("tmp");
     // In root mode Zoha writes as alice's uid, so 0500 stops it too.
     set_mode(&alice_tmp, 0o500);
@@ -199,7 +125,7 @@ fn unwritable_tmp_defers_one_recipient() {
 fn missing_tmp_created_again() {
     let mut setup = Setup::new("no-tmp");
     let alice = setup.add_account("alice@example.org");
-    create_maildir(&alice);
+    make_maildir(&alice.maildir(), alice.uid);
     fs::remove_dir(alice.maildir().join("tmp")).expect("remove tmp/");
     let _daemon = setup.start("");
     let mut client = Client::ready(setup.port);
@@ -469,11 +395,25 @@ fn send_logged_transactions(client: &mut Client) -> String {
     body
 }
 
+/// Asserts that `line`, the `ordinal` to= line of the session, names
+/// `name`@example.org and contains `status=<status> (<reply> `.
+#[track_caller]
+fn assert_to_line(line: &str, ordinal: &str, name: &str, status: &str, reply: &str) {
+    assert!(
+        line.contains(&format!("to=<{name}@example.org>")),
+        "{ordinal} to= line names {name}: {line}"
+    );
+    assert!(
+        line.contains(&format!("status={status} ({reply} ")),
+        "{ordinal} to= line has status={status}: {line}"
+    );
+}
+
 #[test]
 fn log_lines_per_recipient() {
     let mut setup = Setup::new("log-lines");
     let alice = setup.add_account("alice@example.org");
-    add_account_with_quota(&mut setup, "carol@example.org", 59100, "100S");
+    setup.add_account_with_quota("carol@example.org", 59100, "100S");
     let daemon = setup.start("max_message_size = 1000\n");
     let mut client = Client::ready(setup.port);
     let body = send_logged_transactions(&mut client);
@@ -500,16 +440,7 @@ fn log_lines_per_recipient() {
         .filter(|l| l.contains(": to=<") && l.contains(", status="))
         .collect();
     assert_eq!(to_lines.len(), 3, "one to= line per recipient; log:\n{log}");
-    assert!(
-        to_lines[0].contains("to=<alice@example.org>"),
-        "first to= line names alice: {}",
-        to_lines[0]
-    );
-    assert!(
-        to_lines[0].contains("status=sent (250 2.0.0 "),
-        "first to= line has status=sent: {}",
-        to_lines[0]
-    );
+    assert_to_line(to_lines[0], "first", "alice", "sent", "250 2.0.0");
     let alice_file = alice.files("new");
     assert_eq!(alice_file.len(), 1, "alice's files in new/");
     assert!(
@@ -520,26 +451,8 @@ fn log_lines_per_recipient() {
         "the sent line names the stored file: {}",
         to_lines[0]
     );
-    assert!(
-        to_lines[1].contains("to=<carol@example.org>"),
-        "second to= line names carol: {}",
-        to_lines[1]
-    );
-    assert!(
-        to_lines[1].contains("status=deferred (452 4.2.2 "),
-        "second to= line has status=deferred: {}",
-        to_lines[1]
-    );
-    assert!(
-        to_lines[2].contains("to=<alice@example.org>"),
-        "third to= line names alice: {}",
-        to_lines[2]
-    );
-    assert!(
-        to_lines[2].contains("status=bounced (552 5.3.4 "),
-        "third to= line has status=bounced: {}",
-        to_lines[2]
-    );
+    assert_to_line(to_lines[1], "second", "carol", "deferred", "452 4.2.2");
+    assert_to_line(to_lines[2], "third", "alice", "bounced", "552 5.3.4");
     for line in &to_lines {
         assert!(
             line.starts_with(&format!("{id}: to=<")),

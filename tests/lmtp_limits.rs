@@ -5,43 +5,10 @@
 
 mod common;
 
-use std::fs;
-
-use common::{Account, Client, Daemon, Reply, Setup};
+use common::{assert_reply, peak_kib, start_data, start_two_accounts, Account, Client};
 
 /// Bytes sent to the daemon per write when streaming a large message.
 const SEND_BUFFER: usize = 64 * 1024;
-
-/// Asserts the basic and enhanced code of `reply`. `context` names the step
-/// in failure messages.
-fn assert_reply(reply: &Reply, code: u16, enhanced: &str, context: &str) {
-    assert_eq!(reply.code, code, "{context}: unexpected reply {reply:?}");
-    assert!(
-        reply.text().starts_with(enhanced),
-        "{context}: expected enhanced code {enhanced}, got {reply:?}"
-    );
-}
-
-/// Starts a daemon with the accounts alice and bob at example.org.
-fn start_two_accounts(tag: &str, extra: &str) -> (Setup, Account, Account, Daemon) {
-    let mut setup = Setup::new(tag);
-    let alice = setup.add_account("alice@example.org");
-    let bob = setup.add_account("bob@example.org");
-    let daemon = setup.start(extra);
-    (setup, alice, bob, daemon)
-}
-
-/// Sends MAIL, one RCPT per address (all must be accepted) and DATA.
-fn start_data(client: &mut Client, recipients: &[&str]) {
-    let reply = client.command("MAIL FROM:<s@example.net>");
-    assert_reply(&reply, 250, "2.1.0", "MAIL");
-    for rcpt in recipients {
-        let reply = client.command(&format!("RCPT TO:<{rcpt}>"));
-        assert_reply(&reply, 250, "2.1.5", &format!("RCPT TO:<{rcpt}>"));
-    }
-    let reply = client.command("DATA");
-    assert_eq!(reply.code, 354, "DATA: {reply:?}");
-}
 
 /// Checks that a small transaction still works on `client` after RSET.
 fn check_session_in_sync(client: &mut Client, account: &Account) {
@@ -88,19 +55,6 @@ impl Fnv {
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
-}
-
-/// Returns the daemon's peak resident memory (VmHWM) in bytes.
-fn peak_memory(daemon: &Daemon) -> u64 {
-    let path = format!("/proc/{}/status", daemon.pid());
-    let status = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM line in {path}"));
-    kib * 1024
 }
 
 /// Streams `wire` bytes to the daemon in [`SEND_BUFFER`] writes.
@@ -295,7 +249,7 @@ fn large_message_delivered_intact() {
     const TARGET: usize = 20 * 1024 * 1024;
     let (setup, alice, _bob, daemon) = start_two_accounts("20mb", "");
     let mut client = Client::ready(setup.port);
-    let baseline = peak_memory(&daemon);
+    let baseline = peak_kib(&daemon) * 1024;
     start_data(&mut client, &["alice@example.org"]);
 
     // Lines have varying lengths, and every 17th starts with a dot, so it is stuffed.
@@ -340,7 +294,7 @@ fn large_message_delivered_intact() {
         "stored body hash differs from the expected bytes"
     );
 
-    let peak = peak_memory(&daemon);
+    let peak = peak_kib(&daemon) * 1024;
     assert!(
         peak < baseline + (TARGET / 4) as u64,
         "the daemon's peak memory grew from {baseline} to {peak} bytes for a {TARGET}-byte message"
@@ -352,7 +306,7 @@ fn unterminated_long_line_message() {
     const BODY: usize = 10 * 1024 * 1024;
     let (setup, alice, bob, daemon) = start_two_accounts("f05", "");
     let mut client = Client::ready(setup.port);
-    let baseline = peak_memory(&daemon);
+    let baseline = peak_kib(&daemon) * 1024;
     start_data(&mut client, &["alice@example.org", "bob@example.org"]);
 
     let long_header = format!("X-Long: {}", "h".repeat(3000 - "X-Long: ".len()));
@@ -410,7 +364,7 @@ fn unterminated_long_line_message() {
         );
     }
 
-    let peak = peak_memory(&daemon);
+    let peak = peak_kib(&daemon) * 1024;
     assert!(
         peak < baseline + (BODY / 4) as u64,
         "the daemon's peak memory grew from {baseline} to {peak} bytes for a {BODY}-byte line"

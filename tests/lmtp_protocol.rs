@@ -8,38 +8,12 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{Account, Client, Daemon, Reply, Setup};
-
-/// Asserts the basic and enhanced code of `reply`. `context` names the step
-/// in failure messages.
-fn assert_reply(reply: &Reply, code: u16, enhanced: &str, context: &str) {
-    assert_eq!(reply.code, code, "{context}: unexpected reply {reply:?}");
-    assert!(
-        reply.text().starts_with(enhanced),
-        "{context}: expected enhanced code {enhanced}, got {reply:?}"
-    );
-}
-
-/// Starts a daemon with the accounts alice and bob at example.org.
-fn start_two_accounts(tag: &str, extra: &str) -> (Setup, Account, Account, Daemon) {
-    let mut setup = Setup::new(tag);
-    let alice = setup.add_account("alice@example.org");
-    let bob = setup.add_account("bob@example.org");
-    let daemon = setup.start(extra);
-    (setup, alice, bob, daemon)
-}
+use common::{assert_reply, start_data_with, start_two_accounts, Account, Client, Reply, Setup};
 
 /// Sends a small message from MAIL to the final dot for `recipients`, which
 /// must all be accepted, and returns the replies after the data.
 fn deliver_small(client: &mut Client, recipients: &[&str], body: &[u8]) -> Vec<Reply> {
-    let reply = client.command("MAIL FROM:<sender@example.net>");
-    assert_reply(&reply, 250, "2.1.0", "MAIL");
-    for rcpt in recipients {
-        let reply = client.command(&format!("RCPT TO:<{rcpt}>"));
-        assert_reply(&reply, 250, "2.1.5", &format!("RCPT TO:<{rcpt}>"));
-    }
-    let reply = client.command("DATA");
-    assert_eq!(reply.code, 354, "DATA: {reply:?}");
+    start_data_with(client, "MAIL FROM:<sender@example.net>", recipients);
     client.send(body);
     client.send(b".\r\n");
     recipients.iter().map(|_| client.read_reply()).collect()

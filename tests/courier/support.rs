@@ -35,17 +35,26 @@ pub const OVER_QUOTA_EXIT: i32 = 77;
 /// prints why `test` is skipped and returns false, or panics when
 /// `ZOHA_REQUIRE_COURIER` is set.
 pub fn courier_available(test: &str) -> bool {
-    let missing: Vec<&str> = [IMAPD, DELIVERQUOTA, MAILDIRMAKE]
-        .into_iter()
+    programs_available(
+        test,
+        &[IMAPD, DELIVERQUOTA, MAILDIRMAKE],
+        "install courier-imap and maildrop, or run tests/courier/run.sh",
+    )
+}
+
+/// Reports whether every one of `programs` exists. When one is missing,
+/// prints why `test` is skipped, with `install` as the remedy, and returns
+/// false, or panics when `ZOHA_REQUIRE_COURIER` is set.
+pub fn programs_available(test: &str, programs: &[&str], install: &str) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
         .filter(|p| !Path::new(p).exists())
         .collect();
     if missing.is_empty() {
         return true;
     }
-    let why = format!(
-        "{} missing; install courier-imap and maildrop, or run tests/courier/run.sh",
-        missing.join(", ")
-    );
+    let why = format!("{} missing; {install}", missing.join(", "));
     if std::env::var_os("ZOHA_REQUIRE_COURIER").is_some() {
         panic!("{test}: {why}");
     }
@@ -343,19 +352,20 @@ fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 
 /// Reads the `W=` attribute (size with CRLF line ends) from a Maildir file name.
 pub fn rfc822_size_from_name(name: &str) -> Option<u64> {
-    name.split(':')
-        .next()?
-        .split(',')
-        .find_map(|a| a.strip_prefix("W="))
-        .and_then(|v| v.parse().ok())
+    size_attribute(name, "W=")
 }
 
 /// Reads the `S=` attribute (size on disk) from a Maildir file name.
 pub fn size_from_name(name: &str) -> Option<u64> {
+    size_attribute(name, "S=")
+}
+
+/// Reads the number after `prefix` (`S=` or `W=`) from a Maildir file name.
+fn size_attribute(name: &str, prefix: &str) -> Option<u64> {
     name.split(':')
         .next()?
         .split(',')
-        .find_map(|a| a.strip_prefix("S="))
+        .find_map(|a| a.strip_prefix(prefix))
         .and_then(|v| v.parse().ok())
 }
 
