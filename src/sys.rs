@@ -9,9 +9,11 @@
 //! Exports: file and directory operations relative to directory descriptors
 //! (`open_dir`, `open_dir_at`, `mkdir_at`, `create_exclusive_at`,
 //! `rename_noreplace_at`, `unlink_at`, `fsync`), per-thread credential calls
-//! (`set_thread_credentials`, `thread_credentials`), process-wide credential
-//! calls, user database lookups, `poll`, raw `read`/`write`, signal handlers
-//! that write to a pipe, and daemon helpers (`fork`, `setsid`, `flock`).
+//! (`set_thread_groups`, `set_thread_gids`, `set_thread_uids`,
+//! `thread_credentials`), process-wide credential calls, user database
+//! lookups, `poll`, raw `read`/`write`, signal handlers that record the
+//! signal and write to a pipe, and daemon helpers (`fork`, `setsid`,
+//! `lock_exclusive`).
 //!
 //! Failures: every function returns `io::Result`; the error is the OS error of
 //! the failed call, unchanged, so callers can classify it by errno.

@@ -38,7 +38,7 @@ pub struct Authdaemon {
     last_timeout: Mutex<Option<Instant>>,
 }
 
-/// Why a request got no usable reply.
+/// The reason a request got no usable reply.
 enum AskError {
     /// authdaemond did not accept, read or answer within the timeout.
     TimedOut(String),

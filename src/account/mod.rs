@@ -2,10 +2,11 @@
 //!
 //! A recipient's local part first loses its `+detail` (each character of
 //! `recipient_delimiter` is a delimiter; a local part that starts with one is
-//! not split), then the sources named in `userdb` are asked in order: the
-//! first that knows the address answers, an unknown address goes on to the
-//! next source, and a source failure stops the search (a later source must not
-//! answer for an address an earlier one might own).
+//! not split), then the sources named in `userdb` are queried in order. The
+//! first source that has an account for the address decides, an unknown
+//! address goes on to the next source, and a source failure stops the
+//! search, because a later source must not deliver mail for an address that
+//! an earlier one might own.
 //!
 //! Exports [`Account`], [`Accounts`] (the ordered list of sources),
 //! [`Source`] (one backend), [`Lookup`] (the result) and [`Recipient`].
@@ -44,7 +45,7 @@ pub struct Account {
     pub quota: Option<String>,
     /// Courier account options, as `name=value` pairs in the order given.
     pub options: Vec<(String, String)>,
-    /// Which source answered, for logs and `-l`.
+    /// The source that returned the account, for logs and `-l`.
     pub source: String,
 }
 
@@ -160,11 +161,11 @@ fn check_clean_path(path: &Path) -> Result<(), String> {
 /// The result of looking an address up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    /// The source knows the address.
+    /// A source has an account for the address.
     Found(Box<Account>),
-    /// No source knows the address.
+    /// No source has an account for the address.
     Unknown,
-    /// A source could not answer; the text says why.
+    /// A source could not be queried; the text gives the reason.
     Failed(String),
 }
 
