@@ -875,7 +875,8 @@ mod tests {
         assert_eq!(e.line, 2);
         let text = e.to_string();
         assert!(text.starts_with("/etc/zoha/zoha.conf:2:"), "{text}");
-        assert!(text.contains("foo") && text.contains("bar"), "{text}");
+        assert!(text.contains("foo"), "{text}");
+        assert!(text.contains("bar"), "{text}");
     }
 
     #[test]
@@ -890,7 +891,8 @@ mod tests {
         let e = parse("\n\nmax_message_size = 10X\n").unwrap_err();
         assert_eq!(e.line, 3);
         let text = e.to_string();
-        assert!(text.contains("10X") && text.contains("k, M or G"), "{text}");
+        assert!(text.contains("10X"), "{text}");
+        assert!(text.contains("k, M or G"), "{text}");
     }
 
     #[test]

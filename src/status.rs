@@ -40,7 +40,7 @@ const fn enhanced(class: u8, subject: u16, detail: u16) -> Option<EnhancedCode> 
 pub enum Status {
     /// Greeting at connect.
     Greeting,
-    /// Answer to QUIT.
+    /// Reply to QUIT.
     Closing,
     /// Generic success: RSET, NOOP, LHLO, a BDAT chunk.
     Ok,
@@ -152,7 +152,7 @@ impl Status {
         self.code() >= 500
     }
 
-    /// Reports whether the reply answers a protocol error by the client
+    /// Reports whether the reply is for a protocol error by the client
     /// (syntax, sequence, unknown command); these count toward `max_errors`.
     pub fn is_protocol_error(self) -> bool {
         matches!(

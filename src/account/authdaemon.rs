@@ -59,7 +59,7 @@ impl Authdaemon {
 
     fn timed_out(&self, step: &str) -> AskError {
         AskError::TimedOut(format!(
-            "{step}: no answer within {} s",
+            "{step}: no reply within {} s",
             self.timeout.as_secs()
         ))
     }

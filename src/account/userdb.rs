@@ -33,7 +33,7 @@ pub struct UserdbFile {
     cache: Mutex<Option<Arc<Table>>>,
 }
 
-/// What identifies one version of the file.
+/// The identity of one version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Identity {
     dev: u64,

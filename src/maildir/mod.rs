@@ -402,7 +402,7 @@ pub struct Delivered {
     pub rfc822_size: u64,
 }
 
-/// What to store: the header lines Zoha adds (built once the unique id is
+/// The message to store: the header lines Zoha adds (built once the unique id is
 /// known) and the spooled message.
 pub struct Message<'a> {
     /// Builds the added header lines (LF line ends) for a delivery id.
